@@ -134,6 +134,9 @@ func follows(y byte, i int) string {
 	if len(names) == 0 {
 		return "no further interface bytes"
 	}
+	if len(names) == 1 {
+		return names[0] + " follows"
+	}
 	return strings.Join(names, " ") + " follow"
 }
 
