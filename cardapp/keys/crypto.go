@@ -268,12 +268,26 @@ func ComputeMACN(alg Algorithm, key, iv, data []byte, n int) ([]byte, error) {
 	}
 	msg := PadISO9797M2(data, bs)
 	defer clear(msg)
+	return macAligned(alg, key, iv, msg, n)
+}
+
+// macAligned runs the MAC chain over msg, which is already padded to whole
+// blocks (callers have checked alg, key, iv and n). Padding is kept outside
+// so the tests can reproduce the ISO/IEC 9797-1 Annex B padding-method-1
+// values through this same chain.
+func macAligned(alg Algorithm, key, iv, msg []byte, n int) ([]byte, error) {
+	bs := alg.BlockSize()
+	if len(msg) == 0 || len(msg)%bs != 0 {
+		return nil, fmt.Errorf("%w: %d bytes to MAC, %s block is %d", ErrDataLength, len(msg), alg, bs)
+	}
 	// gmsm/cbcmac always chains from an all-zero IV and has no IV parameter.
 	// CBC from IV v over blocks B1..Bn is, by definition, E(v XOR B1), then
 	// E(prev XOR Bi): exactly CBC from a zero IV over (B1 XOR v), B2..Bn. So we
-	// pad first, XOR the (zero-extended) IV into the first padded block, and
-	// let cbcmac run with padding switched off.
-	subtle.XORBytes(msg[:len(iv)], msg[:len(iv)], iv)
+	// XOR the (zero-extended) IV into the first padded block of a copy and let
+	// cbcmac run with its own padding switched off.
+	in := append([]byte(nil), msg...)
+	defer clear(in)
+	subtle.XORBytes(in[:len(iv)], in[:len(iv)], iv)
 
 	var m cbcmac.BlockCipherMAC
 	switch alg {
@@ -288,7 +302,7 @@ func ComputeMACN(alg Algorithm, key, iv, data []byte, n int) ([]byte, error) {
 		}
 		m = cbcmac.NewCBCMACWithPadding(b, n, newAlignedInput)
 	}
-	return m.MAC(msg), nil
+	return m.MAC(in), nil
 }
 
 // VerifyMAC recomputes the MAC (len(mac) bytes, 1..block size) and compares
