@@ -80,11 +80,11 @@ var knownCommands = map[string]bool{
 
 // Activation step names (the `activation.steps` list).
 const (
-	StepInternalAuthenticate = "internal_authenticate"   // 00 88: prove the card genuine
+	StepInternalAuthenticate = "internal_authenticate"      // 00 88: prove the card genuine
 	StepExternalAuthRead     = "external_authenticate_read" // GET CHALLENGE + 00 82 with keys.read
-	StepApplicationUnblock   = "application_unblock"     // commands.application_unblock
-	StepPINChangeFromInitial = "pin_change_from_initial" // commands.pin_change from pin.initial
-	StepReadBasicInfo        = "read_basic_info"         // read BasicInfoItems
+	StepApplicationUnblock   = "application_unblock"        // commands.application_unblock
+	StepPINChangeFromInitial = "pin_change_from_initial"    // commands.pin_change from pin.initial
+	StepReadBasicInfo        = "read_basic_info"            // read BasicInfoItems
 )
 
 // stepCommand maps the steps that send a profile template to that template.
@@ -269,20 +269,33 @@ type PINPolicy struct {
 // Crypto is the profile's key and algorithm environment.
 type Crypto struct {
 	Algorithm string         // "3DES" or "SM4"
-	Keys      map[string]int // card key indexes by role: internal_auth, read, write, reload, ...
-	// MACKeys are key roles the key holder (PSAM or HSM) uses for MACs and
-	// cryptograms without the card naming a key index in the command.
-	MACKeys         []KeyRole
+	Keys      map[string]int // card key indexes (P2 of the AUTHENTICATE commands) by role: internal_auth, read, write, reload
+	// HolderKeys are the logical key names of the key holder (PSAM, HSM or
+	// the software keystore: cardapp/keys KeyName) the profile uses.
+	HolderKeys      []HolderKey
 	Diversification Diversification
 	MAC             MACSpec
 	ExternalAuth    ExternalAuth
 	InternalAuth    InternalAuth
 }
 
-// KeyRole names a key the key holder knows.
-type KeyRole struct {
-	Name   string
-	Source string
+// HolderKey is a master key of the key holder, by its logical name
+// ("rkssse", "app-block", ...), which the holder diversifies per card.
+type HolderKey struct {
+	Name    string
+	CardKey string // the Crypto.Keys role it authenticates, if any ("read" for rkssse)
+	Source  string
+}
+
+// HolderKeyFor returns the key holder's name for the card key role (a name
+// in Crypto.Keys), e.g. "rkssse" for "read".
+func (p *Profile) HolderKeyFor(cardKey string) (string, bool) {
+	for _, h := range p.Crypto.HolderKeys {
+		if h.CardKey == cardKey {
+			return h.Name, true
+		}
+	}
+	return "", false
 }
 
 // Diversification is how per-card keys derive from issuer keys: one step per level.

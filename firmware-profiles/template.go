@@ -22,9 +22,9 @@ type Template struct {
 	Name   string
 	Text   string // the template as written
 	Source string // where the coding comes from ("assumption: ..." when unconfirmed)
-	MACKey string // the key role that computes {mac}
-	EncKey string // the key role that computes {cryptogram16} or {enc_pin_block8}
-	Auth   string // a name in Crypto.Keys: EXTERNAL AUTHENTICATE with it first
+	MACKey string // the holder key (Crypto.HolderKeys) that computes {mac}
+	EncKey string // the holder key that computes {cryptogram16} or {enc_pin_block8}
+	Auth   string // a role in Crypto.Keys: EXTERNAL AUTHENTICATE with it first
 	Note   string
 
 	parts []tplPart

@@ -13,7 +13,7 @@ type KeyName string
 // The logical issuer keys card operations ask for.
 const (
 	KeyInternalAuth KeyName = "internal-auth" // card authentication (INTERNAL AUTHENTICATE)
-	KeyRKSSSE       KeyName = "rkssse"        // SSSE application key (external authentication)
+	KeyRKSSSE       KeyName = "rkssse"        // RKSSSE: EXTERNAL AUTHENTICATE key 0A before reading (3.0 cards)
 	KeyEFWrite      KeyName = "ef-write"      // UPDATE RECORD / UPDATE BINARY with MAC
 	KeyPINReload    KeyName = "pin-reload"    // PIN RELOAD
 	KeyPINUnblock   KeyName = "pin-unblock"   // PIN UNBLOCK
