@@ -71,7 +71,7 @@ func Load(name string, data []byte) (*Profile, error) {
 type decoder struct {
 	file  string
 	errs  Errors
-	lines map[string]int // field path -> line of its value
+	lines map[string]int // field path -> line of its key (of the item, in a list)
 }
 
 func (d *decoder) fail(line int, path, format string, args ...any) {
@@ -129,6 +129,7 @@ func (d *decoder) load(data []byte) *Profile {
 	d.profile(root, p)
 	if len(d.errs) == 0 {
 		d.check(p)
+		d.checkNamedAssumptions(p, data)
 	}
 	return p
 }
@@ -204,7 +205,7 @@ func (d *decoder) entries(n *yaml.Node, path string, fn func(key string, k, v *y
 			continue
 		}
 		seen[k.Value] = true
-		d.lines[fp] = v.Line
+		d.lines[fp] = k.Line
 		fn(k.Value, k, v, fp)
 	}
 }
@@ -876,6 +877,24 @@ func (d *decoder) check(p *Profile) {
 		d.failAt("read_info_min_apdus", "%v", err)
 	case n != p.ReadInfoMinAPDUs:
 		d.failAt("read_info_min_apdus", "is %d, the profile's fields give %d", p.ReadInfoMinAPDUs, n)
+	}
+}
+
+var assumptionRefRE = regexp.MustCompile(`\bA-[A-Z0-9]+(?:-[A-Z0-9]+)*\b`)
+
+// checkNamedAssumptions: every assumption id the file mentions (in a source
+// note or a comment) is listed under assumptions.
+func (d *decoder) checkNamedAssumptions(p *Profile, data []byte) {
+	ids := map[string]bool{}
+	for _, a := range p.Assumptions {
+		ids[a.ID] = true
+	}
+	for i, line := range strings.Split(string(data), "\n") {
+		for _, id := range assumptionRefRE.FindAllString(line, -1) {
+			if !ids[id] {
+				d.fail(i+1, "assumptions", "%s is named on this line but not listed", id)
+			}
+		}
 	}
 }
 

@@ -204,15 +204,54 @@ func (c *Card) exchange(ctx context.Context, cmd apdu.Command, raw []byte) ([]by
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Op: "transmit " + cmd.Label(), Reader: c.reader, Kind: KindCancelled, Err: err}
 	}
-	start := time.Now()
+	var start time.Time
+	if c.opts.Tracer != nil {
+		start = time.Now()
+	}
 	resp, err := c.h.Transmit(raw)
-	if err != nil {
-		err = wrap("transmit "+cmd.Label(), c.reader, err)
+	if err != nil || len(resp) < 2 {
+		err = c.diagnose("transmit "+cmd.Label(), err)
+		resp = nil
 	}
 	if c.opts.Tracer != nil {
 		c.opts.Tracer(newTraceEvent(c.reader, cmd, raw, resp, time.Since(start), err))
 	}
 	return resp, err
+}
+
+// diagnose classifies a failed exchange. pcscd reports a card pulled in
+// the middle of a command as a generic failure (SCARD_E_NOT_TRANSACTED,
+// or an empty answer from the driver): only the reader's state tells a
+// removed card from a sick one, so it is asked, for up to a second, while
+// the reader's polling notices the change.
+func (c *Card) diagnose(op string, err error) error {
+	var first *Error
+	if err != nil {
+		first, _ = wrap(op, c.reader, err).(*Error)
+		if first != nil && first.Kind != KindOther {
+			return first
+		}
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		st, serr := c.h.Status()
+		switch {
+		case serr != nil:
+			if e, ok := wrap(op, c.reader, serr).(*Error); ok && e.Kind != KindOther {
+				return e
+			}
+		case st.State&scard.Absent != 0 || st.State&scard.Present == 0:
+			return &Error{Op: op, Reader: c.reader, Kind: KindCardRemoved}
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if first != nil {
+		return first
+	}
+	return &Error{Op: op, Reader: c.reader, Kind: KindUnresponsive, Err: fmt.Errorf("the reader returned no status word")}
 }
 
 // rawTransmitter is the seam between the transmit loop and the wire, so the

@@ -10,20 +10,21 @@ import (
 	"ssstation/pcsc"
 )
 
-// VirtualCard is a cardsim card sitting in a claimed vpcd reader.
+// VirtualCard is a cardsim card sitting in a virtual reader.
 type VirtualCard struct {
 	Reader string // the PC/SC reader name to connect to
 	Port   int
-	Slot   *vpcd.Slot // fault injection: RemoveAfter, Drop, Latency, StatusOnce, Remove/Insert
+	Slot   *vpcd.Slot // fault injection: RemoveAfter, Drop, Latency, StatusOnce, Remove/Insert, SetCard
 }
 
-// StartCard claims a free virtual reader (waiting for one if every reader
-// is busy in other test processes), inserts card into it and waits until
-// pcscd reports the card present. Everything is undone at test cleanup.
+// StartCard inserts card into a free reader of this process's pcscd
+// (waiting while both are taken by other tests of the process) and waits
+// until pcscd reports it present. Everything is undone at test cleanup.
 func StartCard(t testing.TB, card vpcd.Card) *VirtualCard {
 	t.Helper()
-	readers := EnsurePCSCD(t)
-	vr, lock := claimReader(t, readers)
+	d := EnsurePCSCD(t)
+	idx := claimSlot(t)
+	vr := d.Readers[idx]
 	ctx, cancel := context.WithCancel(context.Background())
 	slot := vpcd.NewSlot(fmt.Sprintf("127.0.0.1:%d", vr.Port), card)
 	done := make(chan struct{})
@@ -32,39 +33,44 @@ func StartCard(t testing.TB, card vpcd.Card) *VirtualCard {
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		// Let pcscd see the card leave before another process claims the reader.
+		// Let pcscd see the card leave before the next test takes the reader.
 		_ = waitPresence(vr.Name, false, 5*time.Second)
-		lock.unlock()
+		releaseSlot(idx)
 	})
 	if err := waitPresence(vr.Name, true, 10*time.Second); err != nil {
-		t.Fatalf("virtual card in %q: %v", vr.Name, err)
+		t.Fatalf("virtual card in %q: %v\npcscd log:\n%s", vr.Name, err, d.Logs())
 	}
 	return vc
 }
 
-// claimReader takes the flock of the first free virtual reader.
-func claimReader(t testing.TB, readers []VirtualReader) (VirtualReader, *fileLock) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Minute)
+func claimSlot(t testing.TB) int {
+	process.Lock()
+	defer process.Unlock()
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		for _, r := range readers {
-			l, ok, err := tryLock(portLockPath(r.Port))
-			if err != nil {
-				t.Fatalf("claiming reader %q: %v", r.Name, err)
-			}
-			if ok {
-				return r, l
+		for i, free := range process.free {
+			if free {
+				process.free[i] = false
+				return i
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no free virtual reader after 5 minutes (%d readers, all claimed by other test processes)", len(readers))
+			t.Fatalf("both virtual readers stayed busy for 2 minutes")
 		}
-		time.Sleep(100 * time.Millisecond)
+		// Cond has no timeout: wake up periodically.
+		go func() { time.Sleep(100 * time.Millisecond); process.cond.Broadcast() }()
+		process.cond.Wait()
 	}
 }
 
-// WaitPresence waits until pcscd reports the card in reader present (or
-// absent).
+func releaseSlot(i int) {
+	process.Lock()
+	process.free[i] = true
+	process.Unlock()
+	process.cond.Broadcast()
+}
+
+// WaitPresence waits until pcscd reports the card present (or absent).
 func (vc *VirtualCard) WaitPresence(present bool, timeout time.Duration) error {
 	return waitPresence(vc.Reader, present, timeout)
 }

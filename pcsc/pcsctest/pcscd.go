@@ -1,35 +1,44 @@
-// Package pcsctest is the test bed: it makes sure a real pcscd runs with
-// vsmartcard's vpcd readers, puts the project's virtual card (cardsim) into
-// a free virtual reader, and hands the test that reader's name. Tests that
-// use it go through the whole stack: libpcsclite, pcscd, vpcd, cardsim.
+// Package pcsctest is the test bed: it runs a real pcscd with vsmartcard's
+// vpcd reader driver, puts the project's virtual card (cardsim) into a
+// virtual reader, and hands the test that reader's name. Tests that use it
+// go through the whole stack: libpcsclite, pcscd, vpcd, cardsim.
 //
-// `go test ./...` runs packages as parallel processes, so each virtual
-// reader is claimed with an exclusive flock on /tmp/ssstation-vpcd-PORT.lock.
+// Each test process gets a pcscd of its own. vpcd 3.3 (Debian bookworm)
+// keeps its connection state per slot number only (ctx[Lun & 0xffff]), so
+// a second reader.conf.d entry in the same pcscd does not add readers: its
+// slots overwrite the first entry's and only the last entry's ports are
+// ever served (measured here: connections to the other ports sit in the
+// listen backlog unanswered). One pcscd therefore serves exactly two vpcd
+// readers, and `go test ./...`, which runs packages as parallel processes,
+// needs one pcscd per process. pcsc-lite refuses to start a second daemon
+// while /run/pcscd/pcscd.comm exists, so each runs in a mount namespace of
+// its own where /run/pcscd is a private directory; this process reaches it
+// through PCSCLITE_CSOCK_NAME. Port pairs are claimed across processes
+// with an exclusive flock on /tmp/ssstation-vpcd-PORT.lock.
 //
-// With CI=true a missing pcscd or vpcd is a test failure, never a skip.
+// With CI=true a missing pcscd, vpcd or unshare is a test failure, never a skip.
 package pcsctest
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
-
-	"ssstation/pcsc"
 )
 
 // VPCDDriver is where Debian's vsmartcard-vpcd installs its pcscd driver.
 const VPCDDriver = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
 
-// ReaderConfDir is where pcscd reads serial reader entries at start.
-const ReaderConfDir = "/etc/reader.conf.d"
+// Port range for the test daemons' vpcd readers: clear of vpcd's default
+// 35963/35964, which the system pcscd (and `make demo`) uses.
+const (
+	firstPort = 36000
+	portPairs = 48
+)
 
 // VirtualReader is one vpcd reader slot and the TCP port its card connects to.
 type VirtualReader struct {
@@ -45,165 +54,214 @@ func unavailable(t testing.TB, format string, args ...any) {
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("test bed unavailable (CI=true, so this fails rather than skips): %s", msg)
 	}
-	t.Skipf("test bed unavailable: %s (run `make pcscd` as root to set it up)", msg)
+	t.Skipf("test bed unavailable: %s (run `make pcscd` as root to install pcscd and vpcd)", msg)
 }
 
-var ensureOnce struct {
-	sync.Mutex
-	readers []VirtualReader
+// Daemon is one private pcscd with one vpcd entry: two readers.
+type Daemon struct {
+	dir     string
+	Port    int // vpcd slot 0; slot 1 is Port+1
+	Readers [2]VirtualReader
+	lock    *fileLock
+	mu      sync.Mutex
+	cmd     *exec.Cmd
 }
 
-// EnsurePCSCD makes sure pcscd runs with vpcd readers and returns those
-// readers. It starts pcscd when none runs.
-func EnsurePCSCD(t testing.TB) []VirtualReader {
-	t.Helper()
-	ensureOnce.Lock()
-	defer ensureOnce.Unlock()
-	if ensureOnce.readers != nil {
-		return ensureOnce.readers
-	}
-	pcscdPath, err := exec.LookPath("pcscd")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/pcscd", "/sbin/pcscd"} {
-			if _, e := os.Stat(p); e == nil {
-				pcscdPath, err = p, nil
-				break
-			}
-		}
-	}
-	if err != nil {
-		unavailable(t, "pcscd is not installed (apt-get install pcscd libpcsclite-dev)")
+// Socket is the daemon's socket path, for PCSCLITE_CSOCK_NAME.
+func (d *Daemon) Socket() string { return filepath.Join(d.dir, "run", "pcscd.comm") }
+
+// Env is the environment for a client subprocess of this daemon.
+func (d *Daemon) Env() []string {
+	return append(os.Environ(), "PCSCLITE_CSOCK_NAME="+d.Socket())
+}
+
+// Logs returns what the daemon printed (errors only), for failure messages.
+func (d *Daemon) Logs() string {
+	b, _ := os.ReadFile(filepath.Join(d.dir, "pcscd.log"))
+	return string(b)
+}
+
+func prerequisites() error {
+	if _, err := findPCSCD(); err != nil {
+		return fmt.Errorf("pcscd is not installed (apt-get install pcscd libpcsclite-dev)")
 	}
 	if _, err := os.Stat(VPCDDriver); err != nil {
-		unavailable(t, "the vpcd driver %s is not installed (apt-get install vsmartcard-vpcd)", VPCDDriver)
+		return fmt.Errorf("the vpcd driver %s is not installed (apt-get install vsmartcard-vpcd)", VPCDDriver)
 	}
-	configured, err := ConfiguredVirtualReaders(ReaderConfDir)
-	if err != nil || len(configured) == 0 {
-		unavailable(t, "no vpcd reader is configured in %s (%v)", ReaderConfDir, err)
+	if _, err := exec.LookPath("unshare"); err != nil {
+		return fmt.Errorf("unshare (util-linux) is not installed")
 	}
+	return nil
+}
 
-	if err := withFileLock("/tmp/ssstation-pcscd-start.lock", func() error {
-		if readersVisible(configured) {
-			return nil
+func findPCSCD() (string, error) {
+	if p, err := exec.LookPath("pcscd"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/pcscd", "/sbin/pcscd"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
 		}
-		if pgrepPCSCD() {
-			return fmt.Errorf("pcscd runs but does not show the vpcd readers %s; restart it (make pcscd)", configured[0].Name)
-		}
-		cmd := exec.Command(pcscdPath) // daemonizes itself and outlives the test
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("starting %s: %v: %s", pcscdPath, err, out)
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if readersVisible(configured) {
-				return nil
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		return fmt.Errorf("pcscd started but its vpcd readers did not appear within 10s")
-	}); err != nil {
+	}
+	return "", os.ErrNotExist
+}
+
+// StartDaemon starts a private pcscd on the first free port pair. It is
+// killed at test cleanup (and with this process, whatever happens).
+func StartDaemon(t testing.TB) *Daemon {
+	t.Helper()
+	d, err := startDaemon()
+	if err != nil {
 		unavailable(t, "%v", err)
 	}
-	visible := map[string]bool{}
-	if pc, err := pcsc.Establish(); err == nil {
-		names, _ := pc.Readers()
-		for _, n := range names {
-			visible[n] = true
-		}
-		pc.Release()
-	}
-	var usable []VirtualReader
-	for _, r := range configured {
-		if visible[r.Name] {
-			usable = append(usable, r)
-		}
-	}
-	if len(usable) == 0 {
-		unavailable(t, "pcscd shows none of the configured vpcd readers")
-	}
-	ensureOnce.readers = usable
-	return usable
+	t.Cleanup(d.Close)
+	return d
 }
 
-func pgrepPCSCD() bool {
-	return exec.Command("pgrep", "-x", "pcscd").Run() == nil
-}
-
-func readersVisible(configured []VirtualReader) bool {
-	pc, err := pcsc.Establish()
-	if err != nil {
-		return false
-	}
-	defer pc.Release()
-	names, err := pc.Readers()
-	if err != nil {
-		return false
-	}
-	for _, n := range names {
-		if n == configured[0].Name {
-			return true
-		}
-	}
-	return false
-}
-
-// ConfiguredVirtualReaders reads pcscd's reader.conf.d entries for the
-// vpcd driver: each entry with FRIENDLYNAME F and CHANNELID P gives the
-// readers "F 00 00" on port P and "F 00 01" on port P+1.
-func ConfiguredVirtualReaders(dir string) ([]VirtualReader, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*"))
-	if err != nil {
+func startDaemon() (*Daemon, error) {
+	if err := prerequisites(); err != nil {
 		return nil, err
 	}
-	var out []VirtualReader
-	for _, f := range files {
-		entries, err := parseReaderConf(f)
+	var lock *fileLock
+	port := 0
+	for i := 0; i < portPairs && lock == nil; i++ {
+		p := firstPort + 2*i
+		l, ok, err := tryLock(portLockPath(p))
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range entries {
-			if !strings.Contains(e["LIBPATH"], "libifdvpcd") {
-				continue
-			}
-			name := strings.Trim(e["FRIENDLYNAME"], `"`)
-			port, err := strconv.ParseInt(e["CHANNELID"], 0, 32)
-			if err != nil || name == "" {
-				continue
-			}
-			out = append(out, VirtualReader{Name: name + " 00 00", Port: int(port)}, VirtualReader{Name: name + " 00 01", Port: int(port) + 1})
+		if ok {
+			lock, port = l, p
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
-	return out, nil
-}
-
-func parseReaderConf(path string) ([]map[string]string, error) {
-	f, err := os.Open(path)
+	if lock == nil {
+		return nil, fmt.Errorf("all %d vpcd port pairs from %d are claimed by other test processes", portPairs, firstPort)
+	}
+	dir, err := os.MkdirTemp("", "ssstation-pcscd-")
 	if err != nil {
+		lock.unlock()
 		return nil, err
 	}
-	defer f.Close()
-	var entries []map[string]string
-	cur := map[string]string{}
-	flush := func() {
-		if len(cur) > 0 {
-			entries = append(entries, cur)
-			cur = map[string]string{}
+	name := fmt.Sprintf("Station Test PCD %d", port)
+	d := &Daemon{dir: dir, Port: port, lock: lock,
+		Readers: [2]VirtualReader{{Name: name + " 00 00", Port: port}, {Name: name + " 00 01", Port: port + 1}}}
+	for _, sub := range []string{"conf", "run"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			d.Close()
+			return nil, err
 		}
 	}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		key, val, _ := strings.Cut(line, " ")
-		val = strings.TrimSpace(val)
-		if key == "FRIENDLYNAME" {
-			flush()
-		}
-		cur[key] = val
+	conf := fmt.Sprintf("FRIENDLYNAME \"%s\"\nDEVICENAME /dev/null:0x%X\nLIBPATH %s\nCHANNELID 0x%X\n", name, port, VPCDDriver, port)
+	if err := os.WriteFile(filepath.Join(dir, "conf", "vpcd"), []byte(conf), 0o644); err != nil {
+		d.Close()
+		return nil, err
 	}
-	flush()
-	return entries, sc.Err()
+	if err := d.Start(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Start runs the daemon (again, after Kill) and waits for its socket.
+func (d *Daemon) Start() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd != nil {
+		return nil
+	}
+	pcscd, _ := findPCSCD()
+	run := filepath.Join(d.dir, "run")
+	os.Remove(filepath.Join(run, "pcscd.comm"))
+	os.Remove(filepath.Join(run, "pcscd.pid"))
+	script := fmt.Sprintf("mount --bind %q /run/pcscd && exec %s --foreground --error -c %q", run, pcscd, filepath.Join(d.dir, "conf"))
+	cmd := exec.Command("unshare", "-m", "sh", "-c", script)
+	// The daemon must not outlive the test process, however it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	logf, err := os.OpenFile(filepath.Join(d.dir, "pcscd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("starting a private pcscd: %w", err)
+	}
+	logf.Close()
+	d.cmd = cmd
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.After(15 * time.Second)
+	for {
+		if st, err := os.Stat(d.Socket()); err == nil && st.Mode()&os.ModeSocket != 0 {
+			return nil
+		}
+		select {
+		case <-exited:
+			d.cmd = nil
+			return fmt.Errorf("the private pcscd exited at start (mount namespaces need root): %s", d.Logs())
+		case <-deadline:
+			return fmt.Errorf("the private pcscd did not create its socket within 15s: %s", d.Logs())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Kill stops the daemon the hard way, as a crash would.
+func (d *Daemon) Kill() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGKILL)
+	for i := 0; i < 200; i++ { // Wait runs in Start's goroutine
+		if d.cmd.ProcessState != nil || syscall.Kill(d.cmd.Process.Pid, 0) != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.cmd = nil
+}
+
+// Close kills the daemon and releases its ports.
+func (d *Daemon) Close() {
+	d.Kill()
+	if d.lock != nil {
+		d.lock.unlock()
+		d.lock = nil
+	}
+	os.RemoveAll(d.dir)
+}
+
+var process struct {
+	sync.Mutex
+	daemon *Daemon
+	err    error
+	free   [2]bool
+	cond   *sync.Cond
+}
+
+// EnsurePCSCD starts this process's pcscd (once) and points libpcsclite at
+// it. It must run before this process makes any other PC/SC call, since
+// libpcsclite reads PCSCLITE_CSOCK_NAME once.
+func EnsurePCSCD(t testing.TB) *Daemon {
+	t.Helper()
+	process.Lock()
+	defer process.Unlock()
+	if process.daemon == nil && process.err == nil {
+		d, err := startDaemon()
+		if err != nil {
+			process.err = err
+		} else {
+			process.daemon = d
+			process.free = [2]bool{true, true}
+			process.cond = sync.NewCond(&process.Mutex)
+			os.Setenv("PCSCLITE_CSOCK_NAME", d.Socket())
+		}
+	}
+	if process.err != nil {
+		unavailable(t, "%v", process.err)
+	}
+	return process.daemon
 }

@@ -29,11 +29,11 @@ type T0Card struct {
 	atr   []byte
 
 	mu      sync.Mutex
-	pending []byte           // data waiting for GET RESPONSE
-	final   apdu.StatusWord  // status word after the last GET RESPONSE
-	resend  *apdu.Command    // the case 2 command answered 6Cxx
-	held    apdu.Response    // its answer, returned when resent with the right Le
-	mode    byte             // 0 nothing held, 'R' GET RESPONSE data, 'C' 6Cxx data
+	pending []byte          // data waiting for GET RESPONSE
+	final   apdu.StatusWord // status word after the last GET RESPONSE
+	resend  *apdu.Command   // the case 2 command answered 6Cxx
+	held    apdu.Response   // its answer, returned when resent with the right Le
+	mode    byte            // 0 nothing held, 'R' GET RESPONSE data, 'C' 6Cxx data
 }
 
 // T0 wraps a card as a T=0 card. Its ATR is inner's ATRT0() when inner has

@@ -59,7 +59,8 @@ type Slot struct {
 	// AUTHENTICATE (INS 20, 24, 5E, 82, 88) is never logged: header only.
 	Logf func(format string, args ...any)
 
-	wake chan struct{}
+	wake       chan struct{}
+	noQuickAck bool // tests only: measure what TCP_QUICKACK saves
 
 	mu          sync.Mutex
 	card        Card
@@ -304,7 +305,9 @@ func (s *Slot) serve(ctx context.Context, conn net.Conn) error {
 	qa := newQuickAck(conn)
 	var hdr [2]byte
 	for {
-		qa.arm()
+		if !s.noQuickAck {
+			qa.arm()
+		}
 		if _, err := io.ReadFull(conn, hdr[:]); err != nil {
 			return err
 		}

@@ -1,0 +1,201 @@
+// Command cardsim puts simulated social security cards into pcscd's
+// virtual readers (vsmartcard vpcd), one card per vpcd port, so that the
+// station and its tests talk to them through real PC/SC.
+//
+//	cardsim --port 35963 [--port 35964 ...] [--card FILE] [--t0]
+//	        [--host 127.0.0.1] [--control ADDR] [--verbose] [--print-image]
+//
+// See docs/cardsim.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"ssstation/cmd/cardsim/control"
+	"ssstation/cmd/cardsim/engine"
+	"ssstation/cmd/cardsim/vpcd"
+)
+
+// options are the parsed command line. New flags add a field here and a
+// line in parseFlags; card-shaping ones are read by buildCard.
+type options struct {
+	Ports      []int
+	Host       string
+	CardFile   string
+	T0         bool
+	Control    string
+	Verbose    bool
+	PrintImage bool
+}
+
+// portList is a repeatable --port flag; "35963,35964" works too.
+type portList []int
+
+func (p *portList) String() string {
+	s := make([]string, len(*p))
+	for i, v := range *p {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *portList) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q: want 1..65535", part)
+		}
+		for _, have := range *p {
+			if have == n {
+				return fmt.Errorf("port %d given twice", n)
+			}
+		}
+		*p = append(*p, n)
+	}
+	return nil
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	var ports portList
+	fs := flag.NewFlagSet("cardsim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Var(&ports, "port", "vpcd port to put a card into (repeatable; default 35963)")
+	fs.StringVar(&o.Host, "host", "127.0.0.1", "host where pcscd's vpcd listens")
+	fs.StringVar(&o.CardFile, "card", "", "card image JSON file (default: the built-in image)")
+	fs.BoolVar(&o.T0, "t0", false, "behave as a T=0 card (atr_t0, 61xx/GET RESPONSE, 6Cxx)")
+	fs.StringVar(&o.Control, "control", "", "control channel: loopback host:port, or a unix socket path (contains /)")
+	fs.BoolVar(&o.Verbose, "verbose", false, "log connections and APDUs (PIN and key data hidden) to stderr")
+	fs.BoolVar(&o.PrintImage, "print-image", false, "print the built-in card image JSON and exit")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: cardsim --port 35963 [--port 35964 ...] [--card FILE] [--t0] [--host 127.0.0.1] [--control ADDR]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o.Ports = ports
+	if len(o.Ports) == 0 {
+		o.Ports = []int{35963}
+	}
+	return o, nil
+}
+
+// buildCard makes one card as the options describe. It is called once per
+// port, so every slot has its own card state.
+func buildCard(o options) (vpcd.Card, error) {
+	img := engine.DefaultImage()
+	if o.CardFile != "" {
+		var err error
+		if img, err = engine.LoadImage(o.CardFile); err != nil {
+			return nil, err
+		}
+	}
+	card, err := engine.New(img)
+	if err != nil {
+		return nil, err
+	}
+	if o.T0 {
+		return engine.T0(card), nil
+	}
+	return card, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "cardsim:", err)
+		return 2
+	}
+	if o.PrintImage {
+		stdout.Write(engine.DefaultImageJSON())
+		return 0
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if err := serve(ctx, o, stderr); err != nil {
+		fmt.Fprintln(stderr, "cardsim:", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, o options, stderr io.Writer) error {
+	logger := log.New(stderr, "cardsim: ", log.Lmicroseconds)
+	slots := make([]*vpcd.Slot, 0, len(o.Ports))
+	for _, p := range o.Ports {
+		card, err := buildCard(o)
+		if err != nil {
+			return err
+		}
+		s := vpcd.NewSlot(net.JoinHostPort(o.Host, strconv.Itoa(p)), card)
+		if o.Verbose {
+			s.Logf = logger.Printf
+		}
+		slots = append(slots, s)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	if o.Control != "" {
+		ln, err := control.Listen(o.Control)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := control.Serve(ctx, ln, slots); err != nil {
+				select {
+				case errc <- fmt.Errorf("control: %w", err):
+				default:
+				}
+				cancel()
+			}
+		}()
+	}
+	for _, s := range slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Run(ctx); err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}

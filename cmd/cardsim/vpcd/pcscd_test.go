@@ -1,0 +1,356 @@
+package vpcd_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ebfe/scard"
+	"golang.org/x/sys/unix"
+
+	"ssstation/cmd/cardsim/engine"
+	"ssstation/cmd/cardsim/vpcd"
+)
+
+// The integration test uses only vpcd port 35969 (reader "Virtual PCD D 00
+// 00"), under an exclusive flock on /tmp/ssstation-vpcd-35969.lock, since
+// other tests may use the other vpcd ports at the same time.
+const (
+	itPort    = 35969
+	itReader  = "Virtual PCD D 00 00"
+	pcscdSock = "/run/pcscd/pcscd.comm"
+)
+
+func lockPort(t *testing.T, port int) {
+	t.Helper()
+	path := fmt.Sprintf("/tmp/ssstation-vpcd-%d.lock", port)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("lock %s: %v", path, err)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			t.Fatalf("lock %s: %v", path, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	})
+}
+
+// waitState waits until the reader's state has one of the want flags and
+// returns how long that took.
+func waitState(t *testing.T, ctx *scard.Context, reader string, want scard.StateFlag, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	rs := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
+	for {
+		left := timeout - time.Since(start)
+		if left <= 0 {
+			t.Fatalf("%s: state %#x did not reach %#x within %v", reader, rs[0].EventState, want, timeout)
+		}
+		if err := ctx.GetStatusChange(rs, left); err != nil && !errors.Is(err, scard.ErrTimeout) {
+			t.Fatalf("GetStatusChange: %v", err)
+		}
+		if rs[0].EventState&want != 0 {
+			return time.Since(start)
+		}
+		rs[0].CurrentState = rs[0].EventState &^ scard.StateChanged
+	}
+}
+
+func transmit(t *testing.T, card *scard.Card, hexCmd string) ([]byte, uint16) {
+	t.Helper()
+	cmd := mustHex(t, hexCmd)
+	resp, err := card.Transmit(cmd)
+	if err != nil {
+		t.Fatalf("Transmit %s: %v", hexCmd, err)
+	}
+	if len(resp) < 2 {
+		t.Fatalf("Transmit %s: response % X has no SW", hexCmd, resp)
+	}
+	n := len(resp) - 2
+	return resp[:n], uint16(resp[n])<<8 | uint16(resp[n+1])
+}
+
+func describe(err error) string {
+	var se scard.Error
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%v (0x%08X)", err, uint32(se))
+	}
+	return fmt.Sprintf("%v (%T)", err, err)
+}
+
+func connect(t *testing.T, ctx *scard.Context) *scard.Card {
+	t.Helper()
+	card, err := ctx.Connect(itReader, scard.ShareShared, scard.ProtocolAny)
+	if err != nil {
+		t.Fatalf("Connect %s: %v", itReader, describe(err))
+	}
+	return card
+}
+
+// TestThroughPCSCD runs a card behind the real pcscd and drives it with
+// github.com/ebfe/scard: ATR, SELECT + READ BINARY, GET CHALLENGE round
+// trip, StatusOnce, Latency, RemoveAfter, Remove, Drop, and a T=0 card
+// swapped in while removed.
+func TestThroughPCSCD(t *testing.T) {
+	if _, err := os.Stat(pcscdSock); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("pcscd socket %s: %v (CI=true: pcscd with vpcd is required)", pcscdSock, err)
+		}
+		t.Skipf("no pcscd (%s: %v)", pcscdSock, err)
+	}
+	lockPort(t, itPort)
+
+	sctx, err := scard.EstablishContext()
+	if err != nil {
+		t.Fatalf("EstablishContext: %v", describe(err))
+	}
+	defer sctx.Release()
+	readers, err := sctx.ListReaders()
+	if err != nil {
+		t.Fatalf("ListReaders: %v", describe(err))
+	}
+	if !slices.Contains(readers, itReader) {
+		t.Fatalf("reader %q not found; pcscd has %q", itReader, readers)
+	}
+
+	img := engine.DefaultImage()
+	ecard, err := engine.New(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := vpcd.NewSlot(fmt.Sprintf("127.0.0.1:%d", itPort), ecard)
+	slot.Logf = t.Logf
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- slot.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	took := waitState(t, sctx, itReader, scard.StatePresent, 10*time.Second)
+	t.Logf("insertion seen by pcscd after %v", took.Round(time.Millisecond))
+
+	card := connect(t, sctx)
+	st, err := card.Status()
+	if err != nil {
+		t.Fatalf("Status: %v", describe(err))
+	}
+	if !bytes.Equal(st.Atr, ecard.ATR()) {
+		t.Fatalf("pcscd ATR % X, image ATR % X", st.Atr, ecard.ATR())
+	}
+	if p := card.ActiveProtocol(); p != scard.ProtocolT1 {
+		t.Errorf("active protocol %v, want T=1", p)
+	}
+
+	// SELECT MF, SELECT 2F01 by FID, READ BINARY.
+	if _, sw := transmit(t, card, "00A40000023F00"); sw != 0x9000 {
+		t.Fatalf("SELECT MF: %04X", sw)
+	}
+	if _, sw := transmit(t, card, "00A40000022F01"); sw != 0x9000 {
+		t.Fatalf("SELECT 2F01: %04X", sw)
+	}
+	data, sw := transmit(t, card, "00B0000018")
+	if sw != 0x9000 || string(data) != "cardsim default image v1" {
+		t.Fatalf("READ BINARY: %q %04X", data, sw)
+	}
+	// SELECT SSSE by name, then a record.
+	if _, sw := transmit(t, card, "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00"); sw != 0x9000 {
+		t.Fatalf("SELECT SSSE: %04X", sw)
+	}
+	if data, sw := transmit(t, card, "00B2032C00"); sw != 0x9000 || !bytes.Equal(data, []byte("\x03\x042.00")) {
+		t.Fatalf("READ RECORD EF05/3: % X %04X", data, sw)
+	}
+
+	// GET CHALLENGE round trip, with TCP_QUICKACK (the Slot's default).
+	const rounds = 200
+	start := time.Now()
+	for range rounds {
+		if ch, sw := transmit(t, card, "0084000008"); sw != 0x9000 || len(ch) != 8 {
+			t.Fatalf("GET CHALLENGE: % X %04X", ch, sw)
+		}
+	}
+	avg := time.Since(start) / rounds
+	t.Logf("GET CHALLENGE round trip through pcscd: %v average over %d", avg, rounds)
+	if avg > 20*time.Millisecond {
+		t.Errorf("GET CHALLENGE takes %v on average: TCP_QUICKACK not effective?", avg)
+	}
+
+	// StatusOnce and Latency.
+	slot.StatusOnce(0x6A82)
+	if data, sw := transmit(t, card, "0084000008"); sw != 0x6A82 || len(data) != 0 {
+		t.Fatalf("after StatusOnce(6A82): % X %04X", data, sw)
+	}
+	slot.Latency(20 * time.Millisecond)
+	start = time.Now()
+	transmit(t, card, "0084000008")
+	if d := time.Since(start); d < 20*time.Millisecond {
+		t.Errorf("Latency(20ms): transmit took %v", d)
+	}
+	slot.Latency(0)
+
+	// RemoveAfter(1): the first transmit is answered, the second fails.
+	before := slot.Stats().APDUs
+	slot.RemoveAfter(1)
+	if _, sw := transmit(t, card, "0084000008"); sw != 0x9000 {
+		t.Fatalf("last APDU before removal: %04X", sw)
+	}
+	pulled := time.Now()
+	_, err = card.Transmit(mustHex(t, "0084000008"))
+	if err == nil {
+		t.Fatalf("transmit after RemoveAfter(1) succeeded")
+	}
+	t.Logf("RemoveAfter(1): second transmit (%v after the pull) failed with %s", time.Since(pulled).Round(time.Microsecond), describe(err))
+	took = waitState(t, sctx, itReader, scard.StateEmpty, 5*time.Second)
+	t.Logf("RemoveAfter(1): pcscd reported the reader empty %v after the pull", time.Since(pulled).Round(time.Millisecond))
+	if got := slot.Stats().APDUs - before; got != 1 {
+		t.Errorf("APDUs answered after RemoveAfter(1): %d, want 1", got)
+	}
+	if slot.Present() {
+		t.Errorf("Present() after RemoveAfter fired")
+	}
+	_, err = card.Transmit(mustHex(t, "0084000008"))
+	t.Logf("RemoveAfter(1): transmit on the stale handle once pcscd saw the removal: %s", describe(err))
+	card.Disconnect(scard.LeaveCard)
+
+	// Insert, then a plain Remove: time pcscd takes to see it.
+	slot.Insert()
+	took = waitState(t, sctx, itReader, scard.StatePresent, 10*time.Second)
+	t.Logf("re-insertion seen after %v", took.Round(time.Millisecond))
+	card = connect(t, sctx)
+	transmit(t, card, "0084000008")
+	removed := time.Now()
+	slot.Remove()
+	waitState(t, sctx, itReader, scard.StateEmpty, 5*time.Second)
+	t.Logf("Remove(): pcscd reported the reader empty after %v", time.Since(removed).Round(time.Millisecond))
+	_, err = card.Transmit(mustHex(t, "0084000008"))
+	if err == nil {
+		t.Fatalf("transmit after Remove succeeded")
+	}
+	t.Logf("Remove(): transmit after pcscd saw the removal: %s", describe(err))
+	card.Disconnect(scard.LeaveCard)
+
+	// Drop: the command is read and never answered.
+	slot.Insert()
+	waitState(t, sctx, itReader, scard.StatePresent, 10*time.Second)
+	card = connect(t, sctx)
+	transmit(t, card, "0084000008")
+	slot.Drop()
+	dropped := time.Now()
+	_, err = card.Transmit(mustHex(t, "0084000008"))
+	if err == nil {
+		t.Fatalf("transmit during Drop succeeded")
+	}
+	t.Logf("Drop(): transmit failed after %v with %s", time.Since(dropped).Round(time.Microsecond), describe(err))
+	waitState(t, sctx, itReader, scard.StateEmpty, 5*time.Second)
+	t.Logf("Drop(): pcscd reported the reader empty %v after the transmit began", time.Since(dropped).Round(time.Millisecond))
+	if st := slot.Stats(); st.Dropped != 1 {
+		t.Errorf("Stats().Dropped = %d, want 1", st.Dropped)
+	}
+	card.Disconnect(scard.LeaveCard)
+
+	// A different card inserted: the same image as a T=0 card.
+	t0card, err := engine.New(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot.SetCard(engine.T0(t0card))
+	slot.Insert()
+	waitState(t, sctx, itReader, scard.StatePresent, 10*time.Second)
+	card = connect(t, sctx)
+	defer card.Disconnect(scard.ResetCard)
+	st, err = card.Status()
+	if err != nil {
+		t.Fatalf("Status: %v", describe(err))
+	}
+	if !bytes.Equal(st.Atr, t0card.ATRT0()) {
+		t.Fatalf("T=0 card: pcscd ATR % X, want % X", st.Atr, t0card.ATRT0())
+	}
+	if p := card.ActiveProtocol(); p != scard.ProtocolT0 {
+		t.Errorf("T=0 card: active protocol %v, want T=0", p)
+	}
+	data, sw = transmit(t, card, "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00")
+	if sw != 0x6113 || len(data) != 0 {
+		t.Fatalf("T=0 SELECT SSSE: % X %04X, want 6113", data, sw)
+	}
+	data, sw = transmit(t, card, "00C0000013")
+	want := append([]byte{0x6F, 0x11, 0x84, 0x0F}, mustHex(t, "7378312E73682EC9E7BBE1B1A3D5CF")...)
+	if sw != 0x9000 || !bytes.Equal(data, want) {
+		t.Fatalf("T=0 GET RESPONSE: % X %04X, want % X 9000", data, sw, want)
+	}
+	if _, sw = transmit(t, card, "00A4000002EF05"); sw != 0x610D {
+		t.Fatalf("T=0 SELECT EF05: %04X, want 610D", sw)
+	}
+	if _, sw = transmit(t, card, "00B2010410"); sw != 0x6C12 {
+		t.Fatalf("T=0 READ RECORD 1 Le=10: %04X, want 6C12", sw)
+	}
+	if data, sw = transmit(t, card, "00B2010412"); sw != 0x9000 || len(data) != 0x12 || data[0] != 0x01 {
+		t.Fatalf("T=0 READ RECORD 1 Le=12: % X %04X", data, sw)
+	}
+}
+
+// TestQuickAckEffect measures the GET CHALLENGE round trip through pcscd
+// without re-arming TCP_QUICKACK, to show what it saves.
+func TestQuickAckEffect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	if _, err := os.Stat(pcscdSock); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("pcscd socket %s: %v (CI=true: pcscd with vpcd is required)", pcscdSock, err)
+		}
+		t.Skipf("no pcscd (%s: %v)", pcscdSock, err)
+	}
+	lockPort(t, itPort)
+	sctx, err := scard.EstablishContext()
+	if err != nil {
+		t.Fatalf("EstablishContext: %v", describe(err))
+	}
+	defer sctx.Release()
+
+	ecard, err := engine.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, quick := range []bool{false, true} {
+		slot := vpcd.NewSlot(fmt.Sprintf("127.0.0.1:%d", itPort), ecard)
+	slot.Logf = t.Logf
+		if !quick {
+			vpcd.DisableQuickAck(slot)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- slot.Run(ctx) }()
+		waitState(t, sctx, itReader, scard.StatePresent, 10*time.Second)
+		card := connect(t, sctx)
+		const rounds = 40
+		start := time.Now()
+		for range rounds {
+			transmit(t, card, "0084000008")
+		}
+		t.Logf("TCP_QUICKACK re-armed=%v: GET CHALLENGE %v average over %d", quick, time.Since(start)/rounds, rounds)
+		card.Disconnect(scard.LeaveCard)
+		slot.Remove()
+		waitState(t, sctx, itReader, scard.StateEmpty, 5*time.Second)
+		cancel()
+		<-done
+	}
+}
