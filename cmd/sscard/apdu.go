@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"strings"
 
 	"ssstation/pcsc"
 	"ssstation/pcsc/apdu"
@@ -26,16 +30,25 @@ func cmdAPDU(ctx context.Context, env *cli, args []string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	verbose := fs.Bool("v", false, "print every APDU exchanged (GET RESPONSE and resends too)")
 	exclusive := fs.Bool("exclusive", false, "connect in exclusive mode")
+	from := fs.String("from", "", "read APDUs from this file, one per line (- for standard input); # starts a comment")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	hexes := fs.Args()
+	if *from != "" {
+		lines, err := readAPDULines(env, *from)
+		if err != nil {
+			return err
+		}
+		hexes = append(hexes, lines...)
+	}
+	if len(hexes) == 0 {
 		return usagef("give at least one APDU in hex, e.g. sscard apdu --reader 0 00A4040000")
 	}
 	// Everything is checked before anything is sent: a bad third APDU must
 	// not leave the card half-way through a sequence.
-	cmds := make([]apdu.Command, 0, fs.NArg())
-	for i, h := range fs.Args() {
+	cmds := make([]apdu.Command, 0, len(hexes))
+	for i, h := range hexes {
 		raw, err := apdu.ParseHex(h)
 		if err != nil {
 			return usagef("APDU %d: %v", i+1, err)
@@ -45,7 +58,7 @@ func cmdAPDU(ctx context.Context, env *cli, args []string) error {
 		}
 		c, err := apdu.ParseCommand(raw)
 		if err != nil {
-			return usagef("APDU %d (%s): %v", i+1, spaced(raw), err)
+			return usagef("APDU %d (%s): %v", i+1, abbreviated(raw), err)
 		}
 		cmds = append(cmds, c)
 	}
@@ -103,6 +116,40 @@ func cmdAPDU(ctx context.Context, env *cli, args []string) error {
 		}
 	}
 	return err
+}
+
+func readAPDULines(env *cli, path string) ([]string, error) {
+	var r io.Reader = env.stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, usagef("%v", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	var out []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 1<<16), 1<<20)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, usagef("reading %s: %v", path, err)
+	}
+	return out, nil
+}
+
+// abbreviated shows a long APDU by its head and length, so an error about
+// it stays readable.
+func abbreviated(raw []byte) string {
+	if len(raw) <= 24 {
+		return spaced(raw)
+	}
+	return fmt.Sprintf("%s ... (%d bytes)", spaced(raw[:16]), len(raw))
 }
 
 func printAPDUResult(env *cli, r apduResultJSON) {

@@ -106,11 +106,10 @@ func findPCSCD() (string, error) {
 	return "", os.ErrNotExist
 }
 
-// StartDaemon starts a private pcscd on the first free port pair. It is
-// killed at test cleanup (and with this process, whatever happens).
-func StartDaemon(t testing.TB) *Daemon {
+// StartEmptyDaemon starts a private pcscd with no reader at all.
+func StartEmptyDaemon(t testing.TB) *Daemon {
 	t.Helper()
-	d, err := startDaemon()
+	d, err := startDaemon(false)
 	if err != nil {
 		unavailable(t, "%v", err)
 	}
@@ -118,7 +117,19 @@ func StartDaemon(t testing.TB) *Daemon {
 	return d
 }
 
-func startDaemon() (*Daemon, error) {
+// StartDaemon starts a private pcscd on the first free port pair. It is
+// killed at test cleanup (and with this process, whatever happens).
+func StartDaemon(t testing.TB) *Daemon {
+	t.Helper()
+	d, err := startDaemon(true)
+	if err != nil {
+		unavailable(t, "%v", err)
+	}
+	t.Cleanup(d.Close)
+	return d
+}
+
+func startDaemon(withReaders bool) (*Daemon, error) {
 	if err := prerequisites(); err != nil {
 		return nil, err
 	}
@@ -152,6 +163,9 @@ func startDaemon() (*Daemon, error) {
 		}
 	}
 	conf := fmt.Sprintf("FRIENDLYNAME \"%s\"\nDEVICENAME /dev/null:0x%X\nLIBPATH %s\nCHANNELID 0x%X\n", name, port, VPCDDriver, port)
+	if !withReaders {
+		conf = "# no readers\n"
+	}
 	if err := os.WriteFile(filepath.Join(dir, "conf", "vpcd"), []byte(conf), 0o644); err != nil {
 		d.Close()
 		return nil, err
@@ -250,7 +264,7 @@ func EnsurePCSCD(t testing.TB) *Daemon {
 	process.Lock()
 	defer process.Unlock()
 	if process.daemon == nil && process.err == nil {
-		d, err := startDaemon()
+		d, err := startDaemon(true)
 		if err != nil {
 			process.err = err
 		} else {
