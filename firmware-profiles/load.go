@@ -827,7 +827,7 @@ func (d *decoder) check(p *Profile) {
 		if t.EncKey != "" && !holder[t.EncKey] {
 			d.failAt(cp+".enc_key", "%q is not in crypto.holder_keys", t.EncKey)
 		}
-		if (phs["cryptogram16"] || phs["enc_pin_block8"]) && t.EncKey == "" {
+		if (phs["cryptogram16"] || phs["enc_pin_block16"]) && t.EncKey == "" {
 			d.failAt(cp+".template", "an encrypted placeholder needs an enc_key")
 		}
 		if t.Auth != "" {

@@ -216,7 +216,7 @@ func TestBuiltinFields(t *testing.T) {
 		CmdCardBlock:                 "84 16 00 00 04 {mac}",
 		CmdPINReload:                 "80 5E 00 00 {lc} {pin} {mac}",
 		CmdPINReloadByKey:            "84 24 00 01 14 {cryptogram16}{mac}",
-		CmdPINUnblock:                "84 24 00 00 0C {enc_pin_block8}{mac}",
+		CmdPINUnblock:                "84 24 00 00 14 {enc_pin_block16}{mac}",
 		CmdPINChange:                 "80 5E 01 00 {lc} {old} FF {new}",
 		CmdFinalize:                  "84 F0 40 0F 04 {mac}",
 	} {
@@ -446,8 +446,8 @@ func TestTemplateBuild(t *testing.T) {
 	}
 
 	tp, _ = p.Template(CmdPINUnblock)
-	got, err = tp.Build(map[string][]byte{"enc_pin_block8": bytes.Repeat([]byte{0xE0}, 8), "mac": mac})
-	if err != nil || len(got) != 17 || got[4] != 0x0C {
+	got, err = tp.Build(map[string][]byte{"enc_pin_block16": bytes.Repeat([]byte{0xE0}, 16), "mac": mac})
+	if err != nil || len(got) != 25 || got[4] != 0x14 {
 		t.Errorf("pin unblock: % X %v", got, err)
 	}
 

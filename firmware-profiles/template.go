@@ -17,13 +17,13 @@ import (
 //	{old}             1..8 bytes, the old PIN, likewise
 //	{new}             1..8 bytes, the new PIN, likewise
 //	{cryptogram16}    16 bytes from the key holder
-//	{enc_pin_block8}  8 bytes, an encrypted PIN block from the key holder
+//	{enc_pin_block16} 16 bytes, an encrypted PIN block from the key holder
 type Template struct {
 	Name   string
 	Text   string // the template as written
 	Source string // where the coding comes from ("assumption: ..." when unconfirmed)
 	MACKey string // the holder key (Crypto.HolderKeys) that computes {mac}
-	EncKey string // the holder key that computes {cryptogram16} or {enc_pin_block8}
+	EncKey string // the holder key that computes {cryptogram16} or {enc_pin_block16}
 	Auth   string // a role in Crypto.Keys: EXTERNAL AUTHENTICATE with it first
 	Note   string
 
@@ -38,7 +38,7 @@ type tplPart struct {
 // placeholderSize gives the fixed size of a placeholder's value, 0 for 1..8 bytes.
 var placeholderSize = map[string]int{
 	"mac": 4, "lc": 1, "pin": 0, "old": 0, "new": 0,
-	"cryptogram16": 16, "enc_pin_block8": 8,
+	"cryptogram16": 16, "enc_pin_block16": 16,
 }
 
 const maxPINBytes = 8

@@ -5,51 +5,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/ebfe/scard"
-	"golang.org/x/sys/unix"
 
 	"ssstation/cmd/cardsim/engine"
 	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/pcsc/pcsctest"
 )
 
-// The integration test uses only vpcd port 35969 (reader "Virtual PCD D 00
-// 00"), under an exclusive flock on /tmp/ssstation-vpcd-35969.lock, since
-// other tests may use the other vpcd ports at the same time.
-const (
-	itPort    = 35969
-	itReader  = "Virtual PCD D 00 00"
-	pcscdSock = "/run/pcscd/pcscd.comm"
-)
-
-func lockPort(t *testing.T, port int) {
-	t.Helper()
-	path := fmt.Sprintf("/tmp/ssstation-vpcd-%d.lock", port)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		t.Fatalf("lock %s: %v", path, err)
-	}
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
-			f.Close()
-			t.Fatalf("lock %s: %v", path, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Cleanup(func() {
-		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-		f.Close()
-	})
-}
+// The integration tests run against this test process's private pcscd
+// with vsmartcard's vpcd driver (pcsc/pcsctest: a pcscd in its own mount
+// namespace, on a vpcd port pair claimed with an exclusive flock on
+// /tmp/ssstation-vpcd-PORT.lock). Without pcscd, vpcd or unshare they skip,
+// or fail when CI=true.
 
 // waitState waits until the reader's state has one of the want flags and
 // returns how long that took.
@@ -94,11 +65,11 @@ func describe(err error) string {
 	return fmt.Sprintf("%v (%T)", err, err)
 }
 
-func connect(t *testing.T, ctx *scard.Context) *scard.Card {
+func connect(t *testing.T, ctx *scard.Context, reader string) *scard.Card {
 	t.Helper()
-	card, err := ctx.Connect(itReader, scard.ShareShared, scard.ProtocolAny)
+	card, err := ctx.Connect(reader, scard.ShareShared, scard.ProtocolAny)
 	if err != nil {
-		t.Fatalf("Connect %s: %v", itReader, describe(err))
+		t.Fatalf("Connect %s: %v", reader, describe(err))
 	}
 	return card
 }
@@ -108,13 +79,8 @@ func connect(t *testing.T, ctx *scard.Context) *scard.Card {
 // trip, StatusOnce, Latency, RemoveAfter, Remove, Drop, and a T=0 card
 // swapped in while removed.
 func TestThroughPCSCD(t *testing.T) {
-	if _, err := os.Stat(pcscdSock); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("pcscd socket %s: %v (CI=true: pcscd with vpcd is required)", pcscdSock, err)
-		}
-		t.Skipf("no pcscd (%s: %v)", pcscdSock, err)
-	}
-	lockPort(t, itPort)
+	d := pcsctest.EnsurePCSCD(t)
+	reader, port := d.Readers[0].Name, d.Readers[0].Port
 
 	sctx, err := scard.EstablishContext()
 	if err != nil {
@@ -125,8 +91,8 @@ func TestThroughPCSCD(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ListReaders: %v", describe(err))
 	}
-	if !slices.Contains(readers, itReader) {
-		t.Fatalf("reader %q not found; pcscd has %q", itReader, readers)
+	if !slices.Contains(readers, reader) {
+		t.Fatalf("reader %q not found; pcscd has %q", reader, readers)
 	}
 
 	img := engine.DefaultImage()
@@ -134,8 +100,7 @@ func TestThroughPCSCD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slot := vpcd.NewSlot(fmt.Sprintf("127.0.0.1:%d", itPort), ecard)
-	slot.Logf = t.Logf
+	slot := vpcd.NewSlot(fmt.Sprintf("127.0.0.1:%d", port), ecard)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- slot.Run(ctx) }()
@@ -146,10 +111,10 @@ func TestThroughPCSCD(t *testing.T) {
 		}
 	}()
 
-	took := waitState(t, sctx, itReader, scard.StatePresent, 10*time.Second)
+	took := waitState(t, sctx, reader, scard.StatePresent, 10*time.Second)
 	t.Logf("insertion seen by pcscd after %v", took.Round(time.Millisecond))
 
-	card := connect(t, sctx)
+	card := connect(t, sctx, reader)
 	st, err := card.Status()
 	if err != nil {
 		t.Fatalf("Status: %v", describe(err))
@@ -219,7 +184,7 @@ func TestThroughPCSCD(t *testing.T) {
 		t.Fatalf("transmit after RemoveAfter(1) succeeded")
 	}
 	t.Logf("RemoveAfter(1): second transmit (%v after the pull) failed with %s", time.Since(pulled).Round(time.Microsecond), describe(err))
-	took = waitState(t, sctx, itReader, scard.StateEmpty, 5*time.Second)
+	took = waitState(t, sctx, reader, scard.StateEmpty, 5*time.Second)
 	t.Logf("RemoveAfter(1): pcscd reported the reader empty %v after the pull", time.Since(pulled).Round(time.Millisecond))
 	if got := slot.Stats().APDUs - before; got != 1 {
 		t.Errorf("APDUs answered after RemoveAfter(1): %d, want 1", got)
@@ -233,13 +198,13 @@ func TestThroughPCSCD(t *testing.T) {
 
 	// Insert, then a plain Remove: time pcscd takes to see it.
 	slot.Insert()
-	took = waitState(t, sctx, itReader, scard.StatePresent, 10*time.Second)
+	took = waitState(t, sctx, reader, scard.StatePresent, 10*time.Second)
 	t.Logf("re-insertion seen after %v", took.Round(time.Millisecond))
-	card = connect(t, sctx)
+	card = connect(t, sctx, reader)
 	transmit(t, card, "0084000008")
 	removed := time.Now()
 	slot.Remove()
-	waitState(t, sctx, itReader, scard.StateEmpty, 5*time.Second)
+	waitState(t, sctx, reader, scard.StateEmpty, 5*time.Second)
 	t.Logf("Remove(): pcscd reported the reader empty after %v", time.Since(removed).Round(time.Millisecond))
 	_, err = card.Transmit(mustHex(t, "0084000008"))
 	if err == nil {
@@ -250,8 +215,8 @@ func TestThroughPCSCD(t *testing.T) {
 
 	// Drop: the command is read and never answered.
 	slot.Insert()
-	waitState(t, sctx, itReader, scard.StatePresent, 10*time.Second)
-	card = connect(t, sctx)
+	waitState(t, sctx, reader, scard.StatePresent, 10*time.Second)
+	card = connect(t, sctx, reader)
 	transmit(t, card, "0084000008")
 	slot.Drop()
 	dropped := time.Now()
@@ -260,7 +225,7 @@ func TestThroughPCSCD(t *testing.T) {
 		t.Fatalf("transmit during Drop succeeded")
 	}
 	t.Logf("Drop(): transmit failed after %v with %s", time.Since(dropped).Round(time.Microsecond), describe(err))
-	waitState(t, sctx, itReader, scard.StateEmpty, 5*time.Second)
+	waitState(t, sctx, reader, scard.StateEmpty, 5*time.Second)
 	t.Logf("Drop(): pcscd reported the reader empty %v after the transmit began", time.Since(dropped).Round(time.Millisecond))
 	if st := slot.Stats(); st.Dropped != 1 {
 		t.Errorf("Stats().Dropped = %d, want 1", st.Dropped)
@@ -274,8 +239,8 @@ func TestThroughPCSCD(t *testing.T) {
 	}
 	slot.SetCard(engine.T0(t0card))
 	slot.Insert()
-	waitState(t, sctx, itReader, scard.StatePresent, 10*time.Second)
-	card = connect(t, sctx)
+	waitState(t, sctx, reader, scard.StatePresent, 10*time.Second)
+	card = connect(t, sctx, reader)
 	defer card.Disconnect(scard.ResetCard)
 	st, err = card.Status()
 	if err != nil {
@@ -313,13 +278,8 @@ func TestQuickAckEffect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	if _, err := os.Stat(pcscdSock); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("pcscd socket %s: %v (CI=true: pcscd with vpcd is required)", pcscdSock, err)
-		}
-		t.Skipf("no pcscd (%s: %v)", pcscdSock, err)
-	}
-	lockPort(t, itPort)
+	d := pcsctest.EnsurePCSCD(t)
+	reader, port := d.Readers[1].Name, d.Readers[1].Port
 	sctx, err := scard.EstablishContext()
 	if err != nil {
 		t.Fatalf("EstablishContext: %v", describe(err))
@@ -331,16 +291,15 @@ func TestQuickAckEffect(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, quick := range []bool{false, true} {
-		slot := vpcd.NewSlot(fmt.Sprintf("127.0.0.1:%d", itPort), ecard)
-	slot.Logf = t.Logf
+		slot := vpcd.NewSlot(fmt.Sprintf("127.0.0.1:%d", port), ecard)
 		if !quick {
 			vpcd.DisableQuickAck(slot)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- slot.Run(ctx) }()
-		waitState(t, sctx, itReader, scard.StatePresent, 10*time.Second)
-		card := connect(t, sctx)
+		waitState(t, sctx, reader, scard.StatePresent, 10*time.Second)
+		card := connect(t, sctx, reader)
 		const rounds = 40
 		start := time.Now()
 		for range rounds {
@@ -349,7 +308,7 @@ func TestQuickAckEffect(t *testing.T) {
 		t.Logf("TCP_QUICKACK re-armed=%v: GET CHALLENGE %v average over %d", quick, time.Since(start)/rounds, rounds)
 		card.Disconnect(scard.LeaveCard)
 		slot.Remove()
-		waitState(t, sctx, itReader, scard.StateEmpty, 5*time.Second)
+		waitState(t, sctx, reader, scard.StateEmpty, 5*time.Second)
 		cancel()
 		<-done
 	}
