@@ -220,11 +220,18 @@ func TestThroughPCSCD(t *testing.T) {
 	transmit(t, card, "0084000008")
 	slot.Drop()
 	dropped := time.Now()
-	_, err = card.Transmit(mustHex(t, "0084000008"))
-	if err == nil {
-		t.Fatalf("transmit during Drop succeeded")
+	resp, err := card.Transmit(mustHex(t, "0084000008"))
+	switch {
+	case err != nil:
+		t.Logf("Drop(): transmit failed after %v with %s", time.Since(dropped).Round(time.Microsecond), describe(err))
+	case len(resp) < 2:
+		// vpcd 3.3 takes the clean EOF for an empty answer: SCardTransmit
+		// succeeds with 0 bytes, so the host must treat a response without
+		// SW1 SW2 as a failed exchange.
+		t.Logf("Drop(): transmit returned no error and a %d-byte response after %v", len(resp), time.Since(dropped).Round(time.Microsecond))
+	default:
+		t.Fatalf("transmit during Drop was answered: % X", resp)
 	}
-	t.Logf("Drop(): transmit failed after %v with %s", time.Since(dropped).Round(time.Microsecond), describe(err))
 	waitState(t, sctx, reader, scard.StateEmpty, 5*time.Second)
 	t.Logf("Drop(): pcscd reported the reader empty %v after the transmit began", time.Since(dropped).Round(time.Millisecond))
 	if st := slot.Stats(); st.Dropped != 1 {
