@@ -79,22 +79,23 @@ func TestSelect(t *testing.T) {
 	run(t, c,
 		step{"00A4000002 3F00", "9000"},
 		step{"00A4000002 3F00 00", "6F04 83023F00 9000"},
-		step{"00A4000000", "9000"},                 // no data: MF
-		step{"00A4000C02 3F00", "9000"},            // P2=0C: no FCI
-		step{"00A4000C02 3F00 00", "9000"},         // even with Le
+		step{"00A40000", "9000"},                // no data: MF
+		step{"00A4000000", "6F0483023F00 9000"}, // no data, Le: MF with its FCI
+		step{"00A4000C02 3F00", "9000"},         // P2=0C: no FCI
+		step{"00A4000C02 3F00 00", "9000"},      // even with Le
 		step{"00A4000002 DF01 00", "6F0C 8302DF01 8406A00000000102 9000"},
 		step{"00A4000002 EF01 00", "6F0B 820101 8302EF01 8002012C 9000"},
 		step{"00A4000002 2F00", "6A82"}, // 2F00 is under the MF, not DF01
 		step{"00A4000002 3F00", "9000"},
 		step{"00A4040006 A00000000102 00", "6F0C 8302DF01 8406A00000000102 9000"},
 		step{"00A4040006 A00000000103 00", "6A82"},
-		step{"00A4020C02 EF03", "9000"},  // P1=02: EF under the current DF
-		step{"00A4020C02 DF11", "9000"},  // P1=02 also takes a DF
-		step{"00A4030C00", "9000"},       // parent of DF11: DF01
-		step{"00A4000C02 DF01", "9000"},  // the current DF by its FID
-		step{"00A4010C02 EF01", "6A82"},  // P1=01 is for DFs only
+		step{"00A4020C02 EF03", "9000"}, // P1=02: EF under the current DF
+		step{"00A4020C02 DF11", "9000"}, // P1=02 also takes a DF
+		step{"00A4030C00", "9000"},      // parent of DF11: DF01
+		step{"00A4000C02 DF01", "9000"}, // the current DF by its FID
+		step{"00A4010C02 EF01", "6A82"}, // P1=01 is for DFs only
 		step{"00A4010C02 DF11", "9000"},
-		step{"00A4000C02 DF01", "9000"},  // the parent by its FID
+		step{"00A4000C02 DF01", "9000"}, // the parent by its FID
 		step{"00A4000C02 1234", "6A82"},
 		step{"00A4000003 3F0001", "6700"},
 		step{"00A4000001 3F", "6700"},
@@ -103,7 +104,7 @@ func TestSelect(t *testing.T) {
 		step{"00A4030C02 3F00", "6700"},
 		step{"00A4080002 3F00", "6A86"},
 		step{"00A4000102 3F00", "6A86"},
-		step{"00A4000002 3F00 02", "6F04 8302 9000"}, // FCI cut to Ne
+		step{"00A4000002 3F00 02", "6F04 9000"}, // FCI cut to Ne
 	)
 	// A failed SELECT keeps the selection.
 	run(t, c,
@@ -126,7 +127,7 @@ func TestClassAndInstruction(t *testing.T) {
 		step{"80A4000002 3F00", "6E00"},
 		step{"FFA4000002 3F00", "6E00"},
 		step{"00CA9F7F00", "6D00"},
-		step{"00C0000010", "6D00"}, // no GET RESPONSE on a T=1 card
+		step{"00C0000010", "6D00"},     // no GET RESPONSE on a T=1 card
 		step{"00A40000053F00", "6700"}, // Lc 5 with 2 data bytes
 		step{"00A400", "6700"},         // shorter than a header
 	)
@@ -144,23 +145,23 @@ func TestReadBinary(t *testing.T) {
 		step{"00A4000C02 2F00", "9000"},
 		step{"00B0000004", "00010203 9000"},
 		step{"00B000020C", "02030405060708090A0B0C0D 9000"},
-		step{"00B0000C08", "0C0D0E0F 6282"},   // Ne beyond the end
-		step{"00B0000C00", "0C0D0E0F 9000"},   // Le=00: what there is
+		step{"00B0000C08", "0C0D0E0F 6282"}, // Ne beyond the end
+		step{"00B0000C00", "0C0D0E0F 9000"}, // Le=00: what there is
 		step{"00B0000F01", "0F 9000"},
-		step{"00B0001001", "6B00"},            // offset at the end
+		step{"00B0001001", "6B00"}, // offset at the end
 		step{"00B0010001", "6B00"},
-		step{"00B00000", "6700"},              // no Le
-		step{"00B0000001 00 01", "6700"},      // data
+		step{"00B00000", "6700"},         // no Le
+		step{"00B0000001 00 01", "6700"}, // data
 		step{"00A4000C02 2F02", "9000"},
-		step{"00B0000004", "6981"},            // record EF
+		step{"00B0000004", "6981"}, // record EF
 		step{"00A4000C02 DF01", "9000"},
-		step{"00B0000004", "6986"},            // a DF selected: no EF
-		step{"00B0810002", "6982"},            // SFI 1 = EF01, PIN
-		step{"00B0830002", "6A82"},            // no SFI 3
-		step{"00B0A10002", "6A86"},            // bad SFI form
+		step{"00B0000004", "6986"}, // a DF selected: no EF
+		step{"00B0810002", "6982"}, // SFI 1 = EF01, PIN
+		step{"00B0830002", "6A82"}, // no SFI 3
+		step{"00B0A10002", "6A86"}, // bad SFI form
 		step{"0020000003 12345F", "9000"},
 		step{"00B0810002", "5A5A 9000"},
-		step{"00B0000003", "5A5A00 9000"},     // SFI read made EF01 current
+		step{"00B0000003", "5A5A00 9000"}, // SFI read made EF01 current
 		step{"00B0000000", strings.Repeat("00", 0) + "5A5A" + strings.Repeat("00", 254) + " 9000"},
 		step{"00B0010000", strings.Repeat("00", 44) + " 9000"}, // 300-256
 		step{"00B0012B08", "00 6282"},
@@ -206,7 +207,7 @@ func TestReadRecord(t *testing.T) {
 		step{"00B2030400", "6A83"},
 		step{"00B2000400", "6A86"}, // record 0
 		step{"00B2010000", "6A86"}, // by tag: not in the generic engine
-		step{"00B2010C00", "6A86"}, // P2 mode 100 only
+		step{"00B2010500", "6A86"}, // P2 mode 100 only
 		step{"00B20104", "6700"},
 		step{"00A4000C02 2F00", "9000"},
 		step{"00B2010400", "6981"},
@@ -374,31 +375,11 @@ func TestExtension(t *testing.T) {
 		}
 		return generic(c, cmd)
 	})
-	// A proprietary command: EXTERNAL AUTHENTICATE that accepts anything.
-	c.AllowCLA(0x80)
-	c.Handle(0x82, func(c *engine.Card, cmd apdu.Command) apdu.Response {
-		if c.Challenge == nil {
-			return engine.Status(apdu.SWConditionsNotSatisfied)
-		}
-		c.Challenge = nil
-		c.Security.Authenticate(cmd.P2)
-		return engine.Status(apdu.SWOK)
-	})
-	resets := 0
-	c.OnReset(func(*engine.Card) { resets++ })
-	c.CheckAccess = func(c *engine.Card, a engine.Access) apdu.StatusWord {
-		if a.Kind == engine.Never {
-			return apdu.SWConditionsNotSatisfied
-		}
-		return engine.DefaultCheckAccess(c, a)
-	}
 	run(t, c,
 		step{"00A4000C02 2F02", "9000"},
 		step{"00B2020000", "0203BBCCDD 9000"}, // by tag
 		step{"00B2090000", "6A83"},
-		step{"00B2010400", "0101AA 9000"},     // generic
-		step{"0082000A10 00000000000000000000000000000000", "6985"},
-		step{"0084000008", "", /* checked below */},
+		step{"00B2010400", "0101AA 9000"}, // generic
 	)
 }
 
@@ -486,7 +467,7 @@ func TestDefaultImage(t *testing.T) {
 		step{"00A404000F 7378312E73682EC9E7BBE1B1A3D5CF 00", "6F11 840F 7378312E73682EC9E7BBE1B1A3D5CF 9000"},
 		step{"00A4000C02 EF05", "9000"},
 		step{"00B2010400", "0110 639900D15600000500BF7C7A48FB4966 9000"},
-		step{"00B2073C00", "0707 58303030303030313939 9000"[:0] + "0709 583030303030303139 9000"},
+		step{"00B2072C00", "0709 583030303030303139 9000"},                   // EF05 by SFI 5
 		step{"00B2013400", "0812 313131313131313938313031303131313130 9000"}, // EF06 by SFI 6
 		step{"00A4000C02 EF07", "9000"},
 		step{"00B0000001", "6982"},

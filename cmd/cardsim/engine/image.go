@@ -107,6 +107,9 @@ func ParseImage(b []byte) (*Image, error) {
 }
 
 func jsonError(b []byte, err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("JSON ends early (an unclosed { [ or string?)")
+	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		line := 1 + bytes.Count(b[:min(int(se.Offset), len(b))], []byte("\n"))

@@ -204,6 +204,11 @@ func TestThroughPCSCD(t *testing.T) {
 	transmit(t, card, "0084000008")
 	removed := time.Now()
 	slot.Remove()
+	if _, err := card.Transmit(mustHex(t, "0084000008")); err == nil {
+		t.Fatalf("transmit right after Remove succeeded")
+	} else {
+		t.Logf("Remove(): transmit right after it failed with %s", describe(err))
+	}
 	waitState(t, sctx, reader, scard.StateEmpty, 5*time.Second)
 	t.Logf("Remove(): pcscd reported the reader empty after %v", time.Since(removed).Round(time.Millisecond))
 	_, err = card.Transmit(mustHex(t, "0084000008"))

@@ -1,0 +1,214 @@
+package cardapp
+
+import (
+	"context"
+	"fmt"
+
+	"ssstation/cardapp/secure"
+	profiles "ssstation/firmware-profiles"
+	"ssstation/pcsc/apdu"
+)
+
+// The PIN operations. Policy is checked before any APDU is sent; one
+// request sends at most one PIN to the card (never a retry); the card's
+// answer comes back as a typed outcome: *WrongPIN{Retries}, ErrPINBlocked,
+// ErrApplicationLocked, ErrSecurityStatus, ErrNotFound. No PIN digit ever
+// appears in an error, a trace (the commands are Sensitive) or a log.
+
+// PINStatus is what the card says of its PIN without spending a try.
+type PINStatus struct {
+	TriesLeft int  `json:"tries_left"`
+	Blocked   bool `json:"blocked"`
+	// Verified: the PIN was already verified in this card session.
+	Verified bool `json:"verified"`
+}
+
+// checkPIN applies the profile's policy to one PIN.
+func (a *App) checkPIN(pin string) error {
+	if pin == "" {
+		return ErrPINMissing
+	}
+	for i := 0; i < len(pin); i++ {
+		if pin[i] < '0' || pin[i] > '9' {
+			return ErrPINIllegalChars
+		}
+	}
+	pol := a.p.PIN
+	if len(pin) < pol.MinLength || len(pin) > pol.MaxLength {
+		return fmt.Errorf("%w: %d digits, the card takes %d to %d", ErrPINLength, len(pin), pol.MinLength, pol.MaxLength)
+	}
+	return nil
+}
+
+// checkNewPIN applies the rules for a PIN being set.
+func (a *App) checkNewPIN(newPIN, confirm string) error {
+	if err := a.checkPIN(newPIN); err != nil {
+		return err
+	}
+	if confirm != "" && confirm != newPIN {
+		return ErrPINMismatch
+	}
+	if newPIN == a.p.PIN.Initial {
+		return ErrPINInitial
+	}
+	return nil
+}
+
+// PINTries asks the card for the PIN tries left with a VERIFY without data,
+// where the profile says the card answers it without spending a try.
+func (a *App) PINTries(ctx context.Context) (*PINStatus, error) {
+	const op = "PIN tries"
+	if !a.p.PIN.RetriesByEmptyVerify {
+		return nil, opError(op, ErrPINTriesUnknown)
+	}
+	if err := a.selectApp(ctx); err != nil {
+		return nil, opError(op, err)
+	}
+	resp, err := a.transmit(ctx, apdu.Command{INS: 0x20, Name: "VERIFY (tries)"})
+	if err != nil {
+		return nil, opError(op, err)
+	}
+	if n, ok := resp.SW.Retries(); ok {
+		return &PINStatus{TriesLeft: n}, nil
+	}
+	switch resp.SW {
+	case apdu.SWOK:
+		return &PINStatus{TriesLeft: a.p.PIN.Tries, Verified: true}, nil
+	case apdu.SWAuthBlocked:
+		return &PINStatus{Blocked: true}, nil
+	}
+	return nil, opError(op, statusError(resp.SW))
+}
+
+// VerifyPIN sends one VERIFY. The initial PIN is refused before sending:
+// it cannot be used to transact (REFERENCE §4). After a right PIN the
+// session is asked to reset the card when the operation ends.
+func (a *App) VerifyPIN(ctx context.Context, pin string) error {
+	const op = "verify PIN"
+	if err := a.checkPIN(pin); err != nil {
+		return opError(op, err)
+	}
+	if pin == a.p.PIN.Initial {
+		return opError(op, ErrPINInitialNoUse)
+	}
+	if err := a.selectApp(ctx); err != nil {
+		return opError(op, err)
+	}
+	if a.blocked {
+		return opError(op, ErrApplicationBlocked)
+	}
+	data, err := secure.EncodePIN(pin)
+	if err != nil {
+		return opError(op, err)
+	}
+	defer clear(data)
+	resp, err := a.transmit(ctx, apdu.Command{INS: 0x20, Data: data, Sensitive: true, Name: "VERIFY"})
+	if err != nil {
+		return opError(op, err)
+	}
+	if resp.SW.OK() {
+		if r, ok := a.s.(resetter); ok {
+			r.ResetAtEnd()
+		}
+	}
+	return opError(op, pinOutcome(resp.SW))
+}
+
+// ChangePIN replaces the PIN (80 5E 01 00 old FF new). confirm is the
+// second entry of the new PIN where the caller asked for two ("" if not).
+func (a *App) ChangePIN(ctx context.Context, oldPIN, newPIN, confirm string) error {
+	const op = "change PIN"
+	if err := a.checkPIN(oldPIN); err != nil {
+		return opError(op, fmt.Errorf("old PIN: %w", err))
+	}
+	if err := a.checkNewPIN(newPIN, confirm); err != nil {
+		return opError(op, err)
+	}
+	if newPIN == oldPIN {
+		return opError(op, ErrPINSameAsOld)
+	}
+	return opError(op, a.changePIN(ctx, oldPIN, newPIN))
+}
+
+func (a *App) changePIN(ctx context.Context, oldPIN, newPIN string) error {
+	if err := a.selectApp(ctx); err != nil {
+		return err
+	}
+	if a.blocked {
+		return ErrApplicationBlocked
+	}
+	t, ok := a.p.Template(profiles.CmdPINChange)
+	if !ok {
+		return fmt.Errorf("%w: profile %s has no pin_change command", ErrNotSupported, a.p.Name)
+	}
+	o, err := secure.EncodePIN(oldPIN)
+	if err != nil {
+		return err
+	}
+	defer clear(o)
+	n, err := secure.EncodePIN(newPIN)
+	if err != nil {
+		return err
+	}
+	defer clear(n)
+	raw, err := t.Build(map[string][]byte{"old": o, "new": n})
+	if err != nil {
+		return err
+	}
+	defer clear(raw)
+	cmd, err := apdu.ParseCommand(raw)
+	if err != nil {
+		return err
+	}
+	cmd.Sensitive, cmd.Name = true, "CHANGE PIN"
+	resp, err := a.transmit(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	return pinOutcome(resp.SW)
+}
+
+// ReloadPIN sets a new PIN for a holder who forgot theirs, by key: EXTERNAL
+// AUTHENTICATE with the reload key, then the new PIN encrypted and MACed by
+// the key holder (the profile's pin_reload_by_key command).
+func (a *App) ReloadPIN(ctx context.Context, newPIN, confirm string) error {
+	const op = "reload PIN"
+	if err := a.checkNewPIN(newPIN, confirm); err != nil {
+		return opError(op, err)
+	}
+	t, ok := a.p.Template(profiles.CmdPINReloadByKey)
+	if !ok {
+		return opError(op, fmt.Errorf("%w: no pin_reload_by_key command", ErrNotSupported))
+	}
+	crypt, err := a.encryptPINBlock(ctx, t.EncKey, newPIN)
+	if err != nil {
+		return opError(op, err)
+	}
+	sw, err := a.sendMACed(ctx, profiles.CmdPINReloadByKey, map[string][]byte{"cryptogram16": crypt}, true)
+	if err != nil {
+		return opError(op, err)
+	}
+	return opError(op, statusError(sw))
+}
+
+// UnblockPIN clears a blocked PIN and sets the new one (the profile's
+// pin_unblock command: encrypted PIN block and MAC from the key holder).
+func (a *App) UnblockPIN(ctx context.Context, newPIN, confirm string) error {
+	const op = "unblock PIN"
+	if err := a.checkNewPIN(newPIN, confirm); err != nil {
+		return opError(op, err)
+	}
+	t, ok := a.p.Template(profiles.CmdPINUnblock)
+	if !ok {
+		return opError(op, fmt.Errorf("%w: no pin_unblock command", ErrNotSupported))
+	}
+	block, err := a.encryptPINBlock(ctx, t.EncKey, newPIN)
+	if err != nil {
+		return opError(op, err)
+	}
+	sw, err := a.sendMACed(ctx, profiles.CmdPINUnblock, map[string][]byte{"enc_pin_block16": block}, true)
+	if err != nil {
+		return opError(op, err)
+	}
+	return opError(op, statusError(sw))
+}

@@ -1,0 +1,257 @@
+package cardapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"ssstation/cardapp/records"
+	profiles "ssstation/firmware-profiles"
+	"ssstation/pcsc/atr"
+)
+
+// Identify finds the card's profile: candidates by ATR (best priority
+// first), then confirmed by SELECT SSSE and the spec version in EF05
+// record 3. The returned App has the application and EF05 selected, so a
+// read that follows repeats no SELECT.
+func Identify(ctx context.Context, s Session, set *profiles.Set, opts Options) (*App, error) {
+	const op = "identify card"
+	cardATR := s.ATR()
+	cands := set.MatchATR(cardATR)
+	if len(cands) == 0 {
+		return nil, opError(op, &UnknownCardError{ATR: cardATR, Reason: "no firmware profile matches its ATR"})
+	}
+	app, err := NewApp(s, cands[0], opts)
+	if err != nil {
+		return nil, opError(op, err)
+	}
+	v, err := app.readRecord(ctx, profiles.ItemSpecVersion)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, opError(op, &UnknownCardError{ATR: cardATR, Reason: "it has no social security application: " + err.Error()})
+		}
+		return nil, opError(op, err)
+	}
+	version, _ := records.Decode(records.TypeText, v)
+	if version == app.p.SpecVersion {
+		return app, nil
+	}
+	// Same ATR, another OS variant: take the candidate whose version the
+	// card reports, keeping what is selected when it selects the same way.
+	for _, p := range cands[1:] {
+		if p.SpecVersion != version {
+			continue
+		}
+		next, err := NewApp(s, p, opts)
+		if err != nil {
+			return nil, opError(op, err)
+		}
+		if sameSelection(app.p, p) {
+			next.inApp, next.current, next.blocked, next.algEnv = app.inApp, app.current, app.blocked, app.algEnv
+		}
+		return next, nil
+	}
+	return nil, opError(op, &UnknownCardError{ATR: cardATR, Reason: fmt.Sprintf("its ATR matches profile %s but the card reports spec version %q", app.p.Name, version)})
+}
+
+func sameSelection(a, b *profiles.Profile) bool {
+	fa, fb := a.Files["EF05"], b.Files["EF05"]
+	return a.Select.MFFirst == b.Select.MFFirst && string(a.Select.SSSEAID) == string(b.Select.SSSEAID) &&
+		a.Select.EFP1 == b.Select.EFP1 && a.Select.EFP2 == b.Select.EFP2 && fa != nil && fb != nil && fa.FID == fb.FID
+}
+
+// BasicInfo is what iReadCardBas returns, decoded. Dates are YYYYMMDD.
+type BasicInfo struct {
+	Profile       string `json:"profile"`
+	SpecVersion   string `json:"spec_version"`
+	Algorithm     string `json:"algorithm"`
+	CardID        string `json:"card_id"`
+	RegionCode    string `json:"region_code"`
+	IssueDate     string `json:"issue_date"`
+	ExpiryDate    string `json:"expiry_date"`
+	CardNumber    string `json:"card_number"`
+	SSN           string `json:"ssn"`
+	Name          string `json:"name"`
+	ATRHistorical string `json:"atr_historical"`
+	// Blank is a card not yet personalized: no holder on it.
+	Blank bool `json:"blank"`
+
+	// Filled by ReadFullInfo only.
+	Holder *Holder `json:"holder,omitempty"`
+}
+
+// Holder is the rest of EF05/EF06, read by ReadFullInfo.
+type Holder struct {
+	CardType    string `json:"card_type"`
+	InitOrg     string `json:"init_org"`
+	Gender      string `json:"gender"` // "1" male, "2" female
+	GenderName  string `json:"gender_name"`
+	Nationality string `json:"nationality"`
+	Birthplace  string `json:"birthplace"`
+	BirthDate   string `json:"birth_date"`
+}
+
+// MaskedSSN shows an ID number as logs and errors may: first 4 and last
+// 2 characters.
+func MaskedSSN(ssn string) string {
+	if len(ssn) <= 6 {
+		return strings.Repeat("*", len(ssn))
+	}
+	return ssn[:4] + strings.Repeat("*", len(ssn)-6) + ssn[len(ssn)-2:]
+}
+
+// String is safe for logs: no full ID number, no name.
+func (b *BasicInfo) String() string {
+	if b.Blank {
+		return fmt.Sprintf("blank card %s (%s, %s)", b.CardID, b.Profile, b.SpecVersion)
+	}
+	return fmt.Sprintf("card %s (%s, %s) holder %s", b.CardID, b.Profile, b.SpecVersion, MaskedSSN(b.SSN))
+}
+
+// IReadCardBas is the standard reader interface's string (REFERENCE §7):
+// region | SSN | card number | card id | name | ATR historical bytes |
+// spec version | issue date | expiry date | terminal no | device no |
+// A blank card has its personal fields empty.
+func (b *BasicInfo) IReadCardBas(terminalNo, deviceNo string) string {
+	f := []string{b.RegionCode, b.SSN, b.CardNumber, b.CardID, b.Name, b.ATRHistorical, b.SpecVersion, b.IssueDate, b.ExpiryDate, terminalNo, deviceNo}
+	return strings.Join(f, "|") + "|"
+}
+
+// ReadBasicInfo reads the iReadCardBas items with the fewest APDUs the
+// profile allows (its read_info_min_apdus, counting Identify's).
+func (a *App) ReadBasicInfo(ctx context.Context) (*BasicInfo, error) {
+	info, err := a.readInfo(ctx, false)
+	return info, opError("read card", err)
+}
+
+// ReadFullInfo reads every EF05/EF06 item.
+func (a *App) ReadFullInfo(ctx context.Context) (*BasicInfo, error) {
+	info, err := a.readInfo(ctx, true)
+	return info, opError("read card", err)
+}
+
+func (a *App) readInfo(ctx context.Context, full bool) (*BasicInfo, error) {
+	// EF05 first (it is selected after Identify), then EF06; within a file
+	// the profile's item order. A card pulled half-way gives an error and
+	// no partial result.
+	items := append([]string(nil), profiles.BasicInfoItems...)
+	if full {
+		items = nil
+		for _, f := range []string{"EF05", "EF06"} {
+			for _, r := range a.p.Files[f].Records {
+				items = append(items, r.Item)
+			}
+		}
+	}
+	vals := map[string]string{}
+	for _, item := range orderByFile(a.p, items) {
+		_, rec, ok := a.p.Record(item)
+		if !ok {
+			continue // e.g. name_ext on a 1.0 card
+		}
+		v, err := a.readRecord(ctx, item)
+		if err != nil {
+			if rec.Optional && errors.Is(err, ErrNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		if item == profiles.ItemCardID && a.cardID == nil {
+			a.cardID = append([]byte(nil), v...)
+		}
+		s, err := records.Decode(rec.Type, v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", item, err)
+		}
+		vals[item] = s
+	}
+	info := &BasicInfo{
+		Profile:     a.p.Name,
+		SpecVersion: vals[profiles.ItemSpecVersion],
+		Algorithm:   AlgorithmName(a.algEnv),
+		CardID:      vals[profiles.ItemCardID],
+		IssueDate:   vals[profiles.ItemIssueDate],
+		ExpiryDate:  vals[profiles.ItemExpiryDate],
+		CardNumber:  firstN(vals[profiles.ItemCardNumber], 9), // only the first 9 characters are the number
+		SSN:         vals[profiles.ItemSSN],
+		Name:        vals[profiles.ItemName] + vals[profiles.ItemNameExt],
+	}
+	if len(info.CardID) >= 6 {
+		info.RegionCode = info.CardID[:6]
+	}
+	if parsed, err := atr.Parse(a.s.ATR()); parsed != nil && (err == nil || len(parsed.Historical) > 0) {
+		info.ATRHistorical = fmt.Sprintf("%X", []byte(parsed.Historical))
+	}
+	if info.SSN == "" && info.Name == "" {
+		info.Blank = true
+		info.IssueDate, info.ExpiryDate, info.CardNumber = "", "", ""
+	}
+	if full {
+		info.Holder = &Holder{
+			CardType:    vals[profiles.ItemCardType],
+			InitOrg:     vals[profiles.ItemInitOrg],
+			Gender:      vals[profiles.ItemGender],
+			GenderName:  genderName(vals[profiles.ItemGender]),
+			Nationality: vals[profiles.ItemNationality],
+			Birthplace:  vals[profiles.ItemBirthplace],
+			BirthDate:   vals[profiles.ItemBirthDate],
+		}
+	}
+	return info, nil
+}
+
+func genderName(code string) string {
+	switch code {
+	case "1":
+		return "male"
+	case "2":
+		return "female"
+	case "":
+		return ""
+	}
+	return "unknown (" + code + ")"
+}
+
+func firstN(s string, n int) string {
+	r := []rune(s)
+	if len(r) > n {
+		return string(r[:n])
+	}
+	return s
+}
+
+// orderByFile keeps the items' order within each file and reads EF05's
+// before EF06's, so each file is selected once. Items whose read needs a
+// key come after the free ones of their file, so the authentication
+// happens once, as late as possible.
+func orderByFile(p *profiles.Profile, items []string) []string {
+	var out []string
+	for _, f := range []string{"EF05", "EF06"} {
+		var free, keyed []string
+		for _, it := range items {
+			file, _, ok := p.Record(it)
+			if !ok || file != f {
+				continue
+			}
+			if acc, _ := p.ReadAccess(it); acc.Kind == profiles.AccessKey {
+				keyed = append(keyed, it)
+			} else {
+				free = append(free, it)
+			}
+		}
+		out = append(out, free...)
+		out = append(out, keyed...)
+	}
+	return out
+}
+
+// ReadBasicInfo identifies the card and reads it: the one call a counter
+// application makes for iReadCardBas.
+func ReadBasicInfo(ctx context.Context, s Session, set *profiles.Set, opts Options) (*BasicInfo, error) {
+	app, err := Identify(ctx, s, set, opts)
+	if err != nil {
+		return nil, err
+	}
+	return app.ReadBasicInfo(ctx)
+}
