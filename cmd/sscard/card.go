@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"ssstation/cardapp"
+	"ssstation/cardapp/keys"
+	profiles "ssstation/firmware-profiles"
+	"ssstation/pcsc"
+	"ssstation/station/config"
+)
+
+// cardFlags are the flags of every verb that works on a card.
+type cardFlags struct {
+	reader  *string
+	config  *string
+	asJSON  *bool
+	verbose *bool
+}
+
+func addCardFlags(fs *flag.FlagSet) *cardFlags {
+	return &cardFlags{
+		reader:  fs.String("reader", "", "reader: a name, an index from `sscard readers`, or a unique part of a name"),
+		config:  fs.String("config", "", "station configuration file (default $SSSTATION_CONFIG or "+config.DefaultPath+")"),
+		asJSON:  fs.Bool("json", false, "print JSON"),
+		verbose: fs.Bool("v", false, "print the APDU trace (PINs and keys redacted) on standard error"),
+	}
+}
+
+// cardEnv is what a card verb works with.
+type cardEnv struct {
+	cfg  *config.Config
+	set  *profiles.Set
+	keys keys.Provider
+}
+
+func loadCardEnv(f *cardFlags) (*cardEnv, error) {
+	cfg, err := config.Load(*f.config)
+	if err != nil {
+		return nil, err
+	}
+	set, err := cfg.Profiles()
+	if err != nil {
+		return nil, err
+	}
+	kp, err := cfg.SoftwareKeys()
+	if err != nil {
+		return nil, err
+	}
+	return &cardEnv{cfg: cfg, set: set, keys: kp}, nil
+}
+
+func (ce *cardEnv) options() cardapp.Options {
+	return cardapp.Options{Keys: ce.keys, TerminalNo: ce.cfg.TerminalNo, DeviceNo: ce.cfg.DeviceNo}
+}
+
+// withCard connects to the card, identifies it and runs body inside one
+// short transaction. Everything a person types is read before this.
+func withCard(ctx context.Context, env *cli, f *cardFlags, ce *cardEnv, body func(ctx context.Context, app *cardapp.App, card *pcsc.Card) error) error {
+	pc, err := pcsc.Establish()
+	if err != nil {
+		return fmt.Errorf("cannot reach the smart card service (is pcscd running?): %w", err)
+	}
+	defer pc.Release()
+	name, err := resolveReader(pc, *f.reader)
+	if err != nil {
+		return err
+	}
+	opts := pcsc.ConnectOptions{Share: pcsc.ShareShared, OnClose: pcsc.LeaveCard}
+	if *f.verbose {
+		opts.Tracer = func(ev pcsc.TraceEvent) { fmt.Fprintln(env.stderr, ev.String()) }
+	}
+	card, err := pc.Connect(ctx, name, opts)
+	if err != nil {
+		if errors.Is(err, pcsc.ErrNoCard) || errors.Is(err, pcsc.ErrCardRemoved) {
+			return fmt.Errorf("no card in %q", name)
+		}
+		return err
+	}
+	defer card.Close()
+	return card.Transaction(ctx, func(ctx context.Context) error {
+		app, err := cardapp.Identify(ctx, card, ce.set, ce.options())
+		if err != nil {
+			return err
+		}
+		return body(ctx, app, card)
+	})
+}
+
+// secrets reads PINs: from the terminal without echo, or one per line from
+// standard input with --pin-stdin. Never from the command line.
+type secrets struct {
+	env   *cli
+	stdin bool
+	r     *bufio.Reader
+}
+
+func (s *secrets) read(prompt string) (string, error) {
+	if s.stdin {
+		if s.r == nil {
+			s.r = bufio.NewReader(s.env.stdin)
+		}
+		line, err := s.r.ReadString('\n')
+		if err != nil && line == "" {
+			return "", usagef("--pin-stdin: standard input ended before the %s", strings.ToLower(prompt))
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	fd := int(os.Stdin.Fd())
+	if f, ok := s.env.stdin.(*os.File); !ok || f != os.Stdin || !term.IsTerminal(fd) {
+		return "", usagef("no terminal to type the PIN on: use --pin-stdin and give the PIN on standard input")
+	}
+	fmt.Fprintf(s.env.stderr, "%s: ", prompt)
+	b, err := term.ReadPassword(fd)
+	fmt.Fprintln(s.env.stderr)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
