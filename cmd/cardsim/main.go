@@ -2,8 +2,9 @@
 // virtual readers (vsmartcard vpcd), one card per vpcd port, so that the
 // station and its tests talk to them through real PC/SC.
 //
-//	cardsim --port 35963 [--port 35964 ...] [--card FILE] [--t0]
-//	        [--host 127.0.0.1] [--control ADDR] [--verbose] [--print-image]
+//	cardsim --port 35963 [--port 35964 ...] [--card FILE|NAME] [--t0]
+//	        [--profiles DIR] [--host 127.0.0.1] [--control ADDR] [--verbose]
+//	        [--print-image] [--list-cards]
 //
 // See docs/cardsim.md.
 package main
@@ -25,7 +26,9 @@ import (
 
 	"ssstation/cmd/cardsim/control"
 	"ssstation/cmd/cardsim/engine"
+	"ssstation/cmd/cardsim/ssse"
 	"ssstation/cmd/cardsim/vpcd"
+	profiles "ssstation/firmware-profiles"
 )
 
 // options are the parsed command line. New flags add a field here and a
@@ -38,6 +41,8 @@ type options struct {
 	Control    string
 	Verbose    bool
 	PrintImage bool
+	ListCards  bool
+	Profiles   string // profiles.LoadDir override directory for SSSE cards
 }
 
 // portList is a repeatable --port flag; "35963,35964" works too.
@@ -74,13 +79,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.Var(&ports, "port", "vpcd port to put a card into (repeatable; default 35963)")
 	fs.StringVar(&o.Host, "host", "127.0.0.1", "host where pcscd's vpcd listens")
-	fs.StringVar(&o.CardFile, "card", "", "card image JSON file (default: the built-in image)")
+	fs.StringVar(&o.CardFile, "card", "", "card image JSON file, or a built-in SSSE card name (--list-cards) (default: the built-in image)")
 	fs.BoolVar(&o.T0, "t0", false, "behave as a T=0 card (atr_t0, 61xx/GET RESPONSE, 6Cxx)")
 	fs.StringVar(&o.Control, "control", "", "control channel: loopback host:port, or a unix socket path (contains /)")
 	fs.BoolVar(&o.Verbose, "verbose", false, "log connections and APDUs (PIN and key data hidden) to stderr")
 	fs.BoolVar(&o.PrintImage, "print-image", false, "print the built-in card image JSON and exit")
+	fs.BoolVar(&o.ListCards, "list-cards", false, "list the built-in SSSE cards (name, profile, state) and exit")
+	fs.StringVar(&o.Profiles, "profiles", "", "directory of firmware profiles overriding or adding to the built-in ones (SSSE cards)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: cardsim --port 35963 [--port 35964 ...] [--card FILE] [--t0] [--host 127.0.0.1] [--control ADDR]")
+		fmt.Fprintln(stderr, "usage: cardsim --port 35963 [--port 35964 ...] [--card FILE|NAME] [--t0] [--profiles DIR] [--host 127.0.0.1] [--control ADDR] [--list-cards]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -101,7 +108,34 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 func buildCard(o options) (vpcd.Card, error) {
 	img := engine.DefaultImage()
 	if o.CardFile != "" {
+		// An SSSE card (package ssse) runs under its firmware profile: an
+		// image file with a "profile" field, or a built-in card name.
+		var simg *ssse.Image
 		var err error
+		if b, rerr := os.ReadFile(o.CardFile); rerr == nil && ssse.IsImage(b) {
+			if simg, err = ssse.LoadImageFile(o.CardFile); err != nil {
+				return nil, err
+			}
+		} else if rerr != nil {
+			simg, _ = ssse.Builtin(o.CardFile) // nil if not one: LoadImage reports the file
+		}
+		if simg != nil {
+			if o.T0 {
+				return nil, errors.New("--t0: an SSSE card's protocol comes from its firmware profile")
+			}
+			set, err := profiles.Builtin()
+			if o.Profiles != "" {
+				set, err = profiles.LoadDir(o.Profiles)
+			}
+			if err != nil {
+				return nil, err
+			}
+			card, err := ssse.New(simg, set)
+			if err != nil {
+				return nil, fmt.Errorf("card %s: %w", o.CardFile, err)
+			}
+			return card, nil
+		}
 		if img, err = engine.LoadImage(o.CardFile); err != nil {
 			return nil, err
 		}
@@ -131,6 +165,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.PrintImage {
 		stdout.Write(engine.DefaultImageJSON())
+		return 0
+	}
+	if o.ListCards {
+		for _, name := range ssse.BuiltinNames() {
+			img, err := ssse.Builtin(name)
+			if err != nil {
+				fmt.Fprintln(stderr, "cardsim:", err)
+				return 1
+			}
+			fmt.Fprintf(stdout, "%-13s %-14s %s\n", name, img.Profile, img.State)
+		}
 		return 0
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

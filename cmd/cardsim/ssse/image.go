@@ -112,6 +112,12 @@ type field struct {
 	value string
 }
 
+// itemOrder is the record items in EF05, EF06 order.
+var itemOrder = []string{
+	"card_id", "card_type", "spec_version", "init_org", "issue_date", "expiry_date", "card_number",
+	"ssn", "name", "gender", "nationality", "birthplace", "birth_date",
+}
+
 // dataFields are the record-backed fields, by profile item name.
 func (img *Image) dataFields() map[string]field {
 	return map[string]field{
@@ -178,12 +184,7 @@ func (img *Image) check() error {
 	// version, written at card initialization; nothing else.
 	if img.State == StateBlank {
 		fs := img.dataFields()
-		names := make([]string, 0, len(fs))
-		for item := range fs {
-			names = append(names, item)
-		}
-		sort.Strings(names)
-		for _, item := range names {
+		for _, item := range itemOrder {
 			f := fs[item]
 			if item == "card_id" || item == "spec_version" || f.value == "" {
 				continue
