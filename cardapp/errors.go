@@ -103,6 +103,10 @@ func opError(op string, err error) error {
 // outcome turns a status word into the typed outcome for PIN work.
 func pinOutcome(sw apdu.StatusWord) error {
 	if n, ok := sw.Retries(); ok {
+		if n == 0 {
+			// Some cards answer the try that exhausts the counter with 63C0.
+			return fmt.Errorf("%w: %w", ErrPINBlocked, &WrongPIN{Retries: 0})
+		}
 		return &WrongPIN{Retries: n}
 	}
 	switch sw {

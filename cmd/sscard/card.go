@@ -126,3 +126,32 @@ func (s *secrets) read(prompt string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// withSession connects to the card and runs body inside one transaction,
+// without identifying the card (the body does).
+func withSession(ctx context.Context, env *cli, f *cardFlags, body func(ctx context.Context, card *pcsc.Card) error) error {
+	pc, err := pcsc.Establish()
+	if err != nil {
+		return fmt.Errorf("cannot reach the smart card service (is pcscd running?): %w", err)
+	}
+	defer pc.Release()
+	name, err := resolveReader(pc, *f.reader)
+	if err != nil {
+		return err
+	}
+	opts := pcsc.ConnectOptions{Share: pcsc.ShareShared, OnClose: pcsc.LeaveCard}
+	if *f.verbose {
+		opts.Tracer = func(ev pcsc.TraceEvent) { fmt.Fprintln(env.stderr, ev.String()) }
+	}
+	card, err := pc.Connect(ctx, name, opts)
+	if err != nil {
+		return err
+	}
+	defer card.Close()
+	return card.Transaction(ctx, func(ctx context.Context) error { return body(ctx, card) })
+}
+
+// flagSet lets verbs return their FlagSet with extra flags attached.
+type flagSet struct{ *flag.FlagSet }
+
+func bytesReader(b []byte) *strings.Reader { return strings.NewReader(string(b)) }

@@ -24,8 +24,9 @@
 //     BLOCK / UNBLOCK, CARD BLOCK, FINALIZE, recognised by the header bytes
 //     of their templates, so an override profile's codings are honoured.
 //   - The life cycle (State): a blocked application answers 6283 to its
-//     SELECT and 6985 to everything but GET CHALLENGE, INTERNAL
-//     AUTHENTICATE and the maintenance commands; a permanently blocked one
+//     SELECT and 6985 to everything but SELECT, READ RECORD/BINARY, GET
+//     CHALLENGE, INTERNAL and EXTERNAL AUTHENTICATE and the maintenance
+//     commands (assumption A-BLOCKED-READ); a permanently blocked one
 //     9303; a blocked card 6A81.
 //
 // A profile on protocol T0 is wrapped with engine.T0 (61xx, 6Cxx). The card
@@ -737,8 +738,12 @@ func (c *Card) gate(k kind, op *tplOp) apdu.StatusWord {
 		}
 		return apdu.SWAppLocked
 	case StateTransportLocked, StateBlockedTemporary:
+		// A temporarily blocked application can still be read (a counter
+		// identifies a card reported lost, or a delivered card before
+		// activation) and authenticated; PIN work and writes are refused.
+		// Assumption A-BLOCKED-READ (docs/firmware-profiles.md).
 		switch {
-		case k == kGetChallenge, k == kIntAuth:
+		case k == kGetChallenge, k == kIntAuth, k == kExtAuth, k == kSelect, k == kReadRecord, k == kReadBinary:
 			return 0
 		case op != nil:
 			switch op.name {

@@ -298,7 +298,10 @@ func TestReadEveryRecord(t *testing.T) {
 			switch c.State() {
 			case StateTransportLocked:
 				wantSW(t, selectApp(t, c), apdu.SWWarningFileInvalidated, "SELECT SSSE")
-				wantSW(t, send(t, c, "00 A4 02 00 02 EF 05"), apdu.SWConditionsNotSatisfied, "SELECT EF05 while locked")
+				// A-BLOCKED-READ: a transport-locked card is read, never written or PIN-verified.
+				wantSW(t, send(t, c, "00 A4 02 00 02 EF 05"), apdu.SWOK, "SELECT EF05 while locked")
+				wantSW(t, send(t, c, "00 B2 03 04 00"), apdu.SWOK, "READ RECORD while locked")
+				wantSW(t, xfer(t, c, verifyCmd(t, "123456")), apdu.SWConditionsNotSatisfied, "VERIFY while locked")
 				return
 			case StateBlockedPermanent:
 				wantSW(t, selectApp(t, c), apdu.SWAppLocked, "SELECT SSSE")
@@ -656,8 +659,9 @@ func TestApplicationBlockUnblock(t *testing.T) {
 	if len(r.Data) == 0 || r.Data[0] != 0x6F {
 		t.Fatalf("no FCI with 6283: % X", r.Data)
 	}
-	wantSW(t, send(t, c, "00 A4 02 00 02 EF 05"), apdu.SWConditionsNotSatisfied, "SELECT EF05")
-	wantSW(t, send(t, c, "00 B2 01 04 00"), apdu.SWConditionsNotSatisfied, "READ RECORD")
+	wantSW(t, send(t, c, "00 A4 02 00 02 EF 05"), apdu.SWOK, "SELECT EF05")
+	wantSW(t, send(t, c, "00 B2 01 04 00"), apdu.SWOK, "READ RECORD (A-BLOCKED-READ)")
+	wantSW(t, send(t, c, "00 DC 02 04 03 02 01 31"), apdu.SWConditionsNotSatisfied, "UPDATE RECORD")
 	wantSW(t, xfer(t, c, verifyCmd(t, "135790")), apdu.SWConditionsNotSatisfied, "VERIFY")
 	wantSW(t, xfer(t, c, h.macCommand(t, c, profiles.CmdApplicationUnblock, nil, true)), apdu.SWSMDataIncorrect, "unblock bad MAC")
 	wantSW(t, xfer(t, c, h.macCommand(t, c, profiles.CmdApplicationUnblock, nil, false)), apdu.SWOK, "unblock")
