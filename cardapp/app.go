@@ -275,7 +275,9 @@ func (a *App) readRecord(ctx context.Context, item string) ([]byte, error) {
 	if err := a.selectEF(ctx, file); err != nil {
 		return nil, err
 	}
-	resp, err := a.transmit(ctx, apdu.Command{INS: 0xB2, P1: byte(rec.Number), P2: 0x04, Ne: rec.Length + 2, Name: "READ RECORD " + item})
+	// Personal data (EF06: name, ID number, birth data) never reaches a
+	// trace: the read is marked sensitive and its answer is redacted.
+	resp, err := a.transmit(ctx, apdu.Command{INS: 0xB2, P1: byte(rec.Number), P2: 0x04, Ne: rec.Length + 2, Sensitive: file == "EF06", Name: "READ RECORD " + item})
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,12 @@
 // # Wiring
 //
 //	card, _ := pc.Connect(ctx, psamReader, pcsc.ConnectOptions{Share: pcsc.ShareShared, OnClose: pcsc.LeaveCard})
-//	table, _ := psam.LoadKeyTable(path) // optional; psam.KeyTable otherwise
-//	prov := psam.New(card, psam.WithKeyTable(table))
+//	var opts []psam.Option
+//	if path != "" { // a deployment's own usage codes; psam.KeyTable otherwise
+//		table, err := psam.LoadKeyTable(path)
+//		...
+//		opts = append(opts, psam.WithKeyTable(table))
+//	}
+//	prov := psam.New(card, opts...)
 //	defer card.Close() // the Provider does not close the card
 package psam

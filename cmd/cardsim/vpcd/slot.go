@@ -415,12 +415,15 @@ func (s *Slot) logf(format string, args ...any) {
 }
 
 // Sensitive reports whether a command with this INS carries a PIN, a key
-// cryptogram or an authentication result: VERIFY (20), CHANGE REFERENCE
-// DATA / PIN reload (24), CHANGE or RELOAD PIN (5E), EXTERNAL AUTHENTICATE
-// (82), INTERNAL AUTHENTICATE (88). Traces show their header only.
+// cryptogram, an authentication result or a holder's personal data:
+// VERIFY (20), CHANGE REFERENCE DATA / PIN reload (24), CHANGE or RELOAD
+// PIN (5E), EXTERNAL AUTHENTICATE (82), INTERNAL AUTHENTICATE (88), the
+// PSAM's INIT FOR DESCRYPT (1A) and CIPHER DATA (FA), and READ / UPDATE
+// RECORD (B2, DC), whose data is names and ID numbers. Traces show their
+// header and status word only.
 func Sensitive(ins byte) bool {
 	switch ins {
-	case 0x20, 0x24, 0x5E, 0x82, 0x88:
+	case 0x20, 0x24, 0x5E, 0x82, 0x88, 0x1A, 0xFA, 0xB2, 0xDC:
 		return true
 	}
 	return false
