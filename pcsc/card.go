@@ -140,7 +140,19 @@ func (c *Card) Transaction(ctx context.Context, body func(ctx context.Context) e
 		return &Error{Op: "begin transaction", Reader: c.reader, Kind: KindCancelled, Err: err}
 	}
 	if err := c.h.BeginTransaction(); err != nil {
-		return wrap("begin transaction", c.reader, err)
+		werr := wrap("begin transaction", c.reader, err)
+		if KindOf(werr) != KindCardReset {
+			return werr
+		}
+		// The card was reset since this handle last used it (by us, after
+		// a verified PIN, or by someone else): a transaction starts a new
+		// operation, which selects from scratch, so reconnecting is safe.
+		if rerr := c.Reconnect(LeaveCard); rerr != nil {
+			return rerr
+		}
+		if err := c.h.BeginTransaction(); err != nil {
+			return wrap("begin transaction", c.reader, err)
+		}
 	}
 	defer func() {
 		disp := LeaveCard

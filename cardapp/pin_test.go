@@ -1,0 +1,141 @@
+package cardapp_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"ssstation/cardapp"
+	"ssstation/cmd/cardsim/ssse"
+	"ssstation/pcsc/apdu"
+)
+
+// Every PIN outcome through the real stack, then the leak check: none of
+// the PIN strings used here appears in any captured trace, card log or
+// error text.
+func TestPINOutcomesAndNoLeaks(t *testing.T) {
+	const (
+		wrong   = "975310"
+		newPIN  = "802468"
+		newPIN2 = "913579"
+		newPIN3 = "420864"
+		initial = "123456"
+	)
+	img, _ := ssse.Builtin("sample-v3")
+	right := img.PIN.Value
+	b := newBed(t, "sample-v3") // 3 tries, empty VERIFY reports them
+	ctx := context.Background()
+	pinOp := func(f func(ctx context.Context, app *cardapp.App) error) error { return b.op(f) }
+
+	tries := func() *cardapp.PINStatus {
+		t.Helper()
+		var st *cardapp.PINStatus
+		if err := pinOp(func(ctx context.Context, app *cardapp.App) (err error) { st, err = app.PINTries(ctx); return }); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	verify := func(pin string) error {
+		return pinOp(func(ctx context.Context, app *cardapp.App) error { return app.VerifyPIN(ctx, pin) })
+	}
+
+	if st := tries(); st.TriesLeft != 3 || st.Blocked {
+		t.Fatalf("tries at start: %+v", st)
+	}
+	if err := verify(right); err != nil {
+		t.Fatalf("right PIN: %v", err)
+	}
+	var wp *cardapp.WrongPIN
+	if err := verify(wrong); !errors.As(err, &wp) || wp.Retries != 2 {
+		t.Fatalf("first wrong PIN: %v", err)
+	}
+	if st := tries(); st.TriesLeft != 2 {
+		t.Fatalf("tries after one wrong: %+v", st)
+	}
+	if err := verify(wrong); !errors.As(err, &wp) || wp.Retries != 1 {
+		t.Fatalf("second wrong PIN: %v", err)
+	}
+	if err := verify(wrong); !errors.Is(err, cardapp.ErrPINBlocked) {
+		t.Fatalf("third wrong PIN: %v", err)
+	}
+	if err := verify(right); !errors.Is(err, cardapp.ErrPINBlocked) {
+		t.Fatalf("right PIN on a blocked card: %v", err)
+	}
+	if st := tries(); !st.Blocked {
+		t.Fatalf("tries when blocked: %+v", st)
+	}
+
+	// Policy, before any APDU is sent.
+	policy := []struct {
+		name string
+		f    func(ctx context.Context, app *cardapp.App) error
+		want error
+	}{
+		{"initial PIN as the new one", func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, right, initial, initial) }, cardapp.ErrPINInitial},
+		{"entries differ", func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, right, newPIN, newPIN2) }, cardapp.ErrPINMismatch},
+		{"not digits", func(ctx context.Context, app *cardapp.App) error { return app.UnblockPIN(ctx, "12a456", "") }, cardapp.ErrPINIllegalChars},
+		{"too short", func(ctx context.Context, app *cardapp.App) error { return app.ReloadPIN(ctx, "12", "") }, cardapp.ErrPINLength},
+		{"same as old", func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, newPIN, newPIN, "") }, cardapp.ErrPINSameAsOld},
+		{"initial PIN to transact", func(ctx context.Context, app *cardapp.App) error { return app.VerifyPIN(ctx, initial) }, cardapp.ErrPINInitialNoUse},
+	}
+	for _, p := range policy {
+		before := b.sim.APDUCount()
+		err := b.rec.err(b.card.Transaction(ctx, func(ctx context.Context) error {
+			app, err := cardapp.NewApp(b.card, b.sim.Profile(), b.opts)
+			if err != nil {
+				return err
+			}
+			return p.f(ctx, app)
+		}))
+		if !errors.Is(err, p.want) {
+			t.Fatalf("%s: %v, want %v", p.name, err, p.want)
+		}
+		if n := b.sim.APDUCount() - before; n != 0 {
+			t.Fatalf("%s: %d APDUs reached the card before the policy refused", p.name, n)
+		}
+	}
+
+	// Unblock sets a new PIN and the tries come back.
+	if err := pinOp(func(ctx context.Context, app *cardapp.App) error { return app.UnblockPIN(ctx, newPIN, newPIN) }); err != nil {
+		t.Fatalf("unblock: %v", err)
+	}
+	if err := verify(newPIN); err != nil {
+		t.Fatalf("verify after unblock: %v", err)
+	}
+	if err := pinOp(func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, newPIN, newPIN2, newPIN2) }); err != nil {
+		t.Fatalf("change: %v", err)
+	}
+	var wp2 *cardapp.WrongPIN
+	if err := pinOp(func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, wrong, newPIN3, "") }); !errors.As(err, &wp2) || wp2.Retries != 2 {
+		t.Fatalf("change with a wrong old PIN: %v", err)
+	}
+	if err := pinOp(func(ctx context.Context, app *cardapp.App) error { return app.ReloadPIN(ctx, newPIN3, newPIN3) }); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if err := verify(newPIN3); err != nil {
+		t.Fatalf("verify after reload: %v", err)
+	}
+	if b.sim.PIN() != newPIN3 {
+		t.Fatal("the card's PIN is not the reloaded one")
+	}
+
+	// A locked application answers 9303 to everything.
+	lb := newBed(t, "locked-v2")
+	err := lb.op(func(ctx context.Context, app *cardapp.App) error { return app.VerifyPIN(ctx, right) })
+	var sw apdu.StatusWord
+	if !errors.Is(err, cardapp.ErrApplicationLocked) || !errors.As(err, &sw) || sw != apdu.SWAppLocked {
+		t.Fatalf("locked application: %v", err)
+	}
+
+	// The leak check, over everything both cards' tests produced.
+	for _, r := range []*recorder{b.rec, lb.rec} {
+		if leaks := r.leaks(right, wrong, newPIN, newPIN2, newPIN3, initial); len(leaks) > 0 {
+			t.Fatalf("PINs leaked:\n%s", strings.Join(leaks, "\n"))
+		}
+	}
+	if len(b.rec.lines) < 50 {
+		t.Fatalf("only %d lines captured: the leak check saw too little", len(b.rec.lines))
+	}
+	t.Logf("leak check over %d captured lines", len(b.rec.lines)+len(lb.rec.lines))
+}
