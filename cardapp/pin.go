@@ -23,6 +23,13 @@ type PINStatus struct {
 	Verified bool `json:"verified"`
 }
 
+// CheckNewPIN applies a profile's rules for a PIN being set, without a
+// card: callers check before they touch one.
+func CheckNewPIN(p *profiles.Profile, newPIN, confirm string) error {
+	a := &App{p: p}
+	return a.checkNewPIN(newPIN, confirm)
+}
+
 // checkPIN applies the profile's policy to one PIN.
 func (a *App) checkPIN(pin string) error {
 	if pin == "" {

@@ -203,6 +203,13 @@ func (r *Runner) Lock(ctx context.Context, s cardapp.Session, reader, opID strin
 // is never journaled, not even as a digest (six digits are guessed from a
 // hash in a moment): a resumed activation asks the holder again.
 func (r *Runner) Activate(ctx context.Context, s cardapp.Session, reader, opID, newPIN, confirm string) (*cardapp.ActivateResult, *Outcome, error) {
+	p, err := r.profileByATR(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cardapp.CheckNewPIN(p, newPIN, confirm); err != nil {
+		return nil, nil, err
+	}
 	app, err := r.identify(ctx, s)
 	if err != nil {
 		return nil, nil, err
