@@ -16,6 +16,9 @@ import (
 // step finished in an earlier attempt of the same operation.
 type Steps interface {
 	Done(step string) bool
+	// Pending reports a step started in an earlier attempt and never
+	// finished: the card may or may not have carried it out.
+	Pending(step string) bool
 	Start(step string, index int) error
 	Finish(step string, index int, detail string) error
 }
@@ -24,6 +27,7 @@ type Steps interface {
 type noSteps struct{}
 
 func (noSteps) Done(string) bool                 { return false }
+func (noSteps) Pending(string) bool              { return false }
 func (noSteps) Start(string, int) error          { return nil }
 func (noSteps) Finish(string, int, string) error { return nil }
 func stepsOrNone(s Steps) Steps {
@@ -160,12 +164,24 @@ func (a *App) personalize(ctx context.Context, req *PersonalizeRequest, lock boo
 	}
 	if lock {
 		idx++
-		if err := runStep(ctx, j, idx, total, StepFinalize, func() (string, error) { return "", a.finalize(ctx) }); err != nil {
+		if err := runStep(ctx, j, idx, total, StepFinalize, func() (string, error) { return a.finalizeOnce(ctx, j) }); err != nil {
 			return nil, err
 		}
 		res.Locked = true
 	}
 	return res, nil
+}
+
+// finalizeOnce finalizes, knowing that an earlier attempt may have done it
+// already: a card pulled after it took FINALIZE but before its answer
+// arrived refuses a second one (6985). When the journal shows that step
+// pending and the data just read back equal, that refusal means "done".
+func (a *App) finalizeOnce(ctx context.Context, j Steps) (string, error) {
+	err := a.finalize(ctx)
+	if err != nil && errors.Is(err, ErrConditions) && j.Pending(StepFinalize) {
+		return "finalized in the interrupted attempt (the card refuses a second finalization)", nil
+	}
+	return "", err
 }
 
 // updateRecord writes one record (the write key is authenticated).
@@ -240,7 +256,7 @@ func (a *App) lock(ctx context.Context, req *PersonalizeRequest, j Steps) (*Pers
 	}); err != nil {
 		return nil, err
 	}
-	if err := runStep(ctx, j, 2, 2, StepFinalize, func() (string, error) { return "", a.finalize(ctx) }); err != nil {
+	if err := runStep(ctx, j, 2, 2, StepFinalize, func() (string, error) { return a.finalizeOnce(ctx, j) }); err != nil {
 		return nil, err
 	}
 	res.Locked = true
@@ -292,10 +308,14 @@ func (a *App) activate(ctx context.Context, newPIN, confirm string, j Steps, res
 				return nil, err
 			}
 		case profiles.StepApplicationUnblock:
-			if !a.blocked || j.Done(StepUnblockApp) {
+			if j.Done(StepUnblockApp) {
 				continue
 			}
 			if err := runStep(ctx, j, idx, len(steps), StepUnblockApp, func() (string, error) {
+				if !a.blocked {
+					// Released in an interrupted attempt whose answer was lost.
+					return "already released", nil
+				}
 				sw, err := a.sendMACed(ctx, profiles.CmdApplicationUnblock, nil, false)
 				if err != nil {
 					return "", err
@@ -316,6 +336,21 @@ func (a *App) activate(ctx context.Context, newPIN, confirm string, j Steps, res
 				continue
 			}
 			if err := runStep(ctx, j, idx, len(steps), StepSetPIN, func() (string, error) {
+				if j.Pending(StepSetPIN) {
+					// An interrupted attempt sent CHANGE PIN and lost the
+					// answer: the card may hold the new PIN already. Try it
+					// (the holder just typed it again) before the initial
+					// one. If it is not set yet, this costs one try, which
+					// the successful CHANGE PIN below gives back.
+					err := a.verifyRaw(ctx, newPIN)
+					if err == nil {
+						return "set in the interrupted attempt", nil
+					}
+					var wp *WrongPIN
+					if !errors.As(err, &wp) {
+						return "", err
+					}
+				}
 				return "", a.changePIN(ctx, a.p.PIN.Initial, newPIN)
 			}); err != nil {
 				var wp *WrongPIN

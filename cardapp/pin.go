@@ -104,21 +104,26 @@ func (a *App) VerifyPIN(ctx context.Context, pin string) error {
 	if a.blocked {
 		return opError(op, ErrApplicationBlocked)
 	}
+	return opError(op, a.verifyRaw(ctx, pin))
+}
+
+// verifyRaw sends one VERIFY (policy already checked).
+func (a *App) verifyRaw(ctx context.Context, pin string) error {
 	data, err := secure.EncodePIN(pin)
 	if err != nil {
-		return opError(op, err)
+		return err
 	}
 	defer clear(data)
 	resp, err := a.transmit(ctx, apdu.Command{INS: 0x20, Data: data, Sensitive: true, Name: "VERIFY"})
 	if err != nil {
-		return opError(op, err)
+		return err
 	}
 	if resp.SW.OK() {
 		if r, ok := a.s.(resetter); ok {
 			r.ResetAtEnd()
 		}
 	}
-	return opError(op, pinOutcome(resp.SW))
+	return pinOutcome(resp.SW)
 }
 
 // ChangePIN replaces the PIN (80 5E 01 00 old FF new). confirm is the

@@ -2,8 +2,8 @@ package cardapp_test
 
 import (
 	"os"
-	"strings"
 	"path/filepath"
+	"strings"
 
 	"ssstation/cardapp/keys"
 	profiles "ssstation/firmware-profiles"

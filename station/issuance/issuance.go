@@ -70,6 +70,10 @@ type steps struct {
 }
 
 func (st steps) Done(step string) bool { return st.entry.StepDone(step) }
+func (st steps) Pending(step string) bool {
+	s, ok := st.entry.Step(step)
+	return ok && s.State == journal.StateStarted
+}
 func (st steps) Start(step string, index int) error {
 	return st.s.StepStarted(st.entry.OpID, step, index)
 }
@@ -121,6 +125,17 @@ func (r *Runner) end(opID string, err error) (*Outcome, error) {
 	}
 }
 
+// early ends an attempt that failed before its journal entry existed:
+// nothing was written, and a card pulled this early is still resumable
+// (with the same operation id, which then simply starts).
+func early(opID string, err error) (*Outcome, error) {
+	if transient(err) {
+		return &Outcome{OpID: opID, Status: journal.StatusInterrupted, StoppedAt: "before the first step: nothing was written"},
+			fmt.Errorf("%w: %w", ErrInterrupted, err)
+	}
+	return nil, err
+}
+
 // identify validates nothing and sends the first APDUs: it is called only
 // after the request passed validation.
 func (r *Runner) identify(ctx context.Context, s cardapp.Session) (*cardapp.App, error) {
@@ -153,7 +168,8 @@ func (r *Runner) Personalize(ctx context.Context, s cardapp.Session, reader, opI
 	}
 	app, err := r.identify(ctx, s)
 	if err != nil {
-		return nil, nil, err
+		out, err := early(opID, err)
+		return nil, out, err
 	}
 	kind := journal.KindPersonalize
 	e, existed, err := r.begin(ctx, app, kind, opID, reader, Digest(struct {
@@ -161,7 +177,8 @@ func (r *Runner) Personalize(ctx context.Context, s cardapp.Session, reader, opI
 		Lock bool
 	}{req, lock}))
 	if err != nil {
-		return nil, nil, err
+		out, err := early(opID, err)
+		return nil, out, err
 	}
 	res, err := app.Personalize(ctx, req, lock, steps{r.Journal, e})
 	out, err := r.end(e.OpID, err)
@@ -185,11 +202,13 @@ func (r *Runner) Lock(ctx context.Context, s cardapp.Session, reader, opID strin
 	}
 	app, err := r.identify(ctx, s)
 	if err != nil {
-		return nil, nil, err
+		out, err := early(opID, err)
+		return nil, out, err
 	}
 	e, existed, err := r.begin(ctx, app, journal.KindLock, opID, reader, Digest(req))
 	if err != nil {
-		return nil, nil, err
+		out, err := early(opID, err)
+		return nil, out, err
 	}
 	res, err := app.Lock(ctx, req, steps{r.Journal, e})
 	out, err := r.end(e.OpID, err)
@@ -212,11 +231,13 @@ func (r *Runner) Activate(ctx context.Context, s cardapp.Session, reader, opID, 
 	}
 	app, err := r.identify(ctx, s)
 	if err != nil {
-		return nil, nil, err
+		out, err := early(opID, err)
+		return nil, out, err
 	}
 	id, err := app.CardID(ctx)
 	if err != nil {
-		return nil, nil, err
+		out, err := early(opID, err)
+		return nil, out, err
 	}
 	// An unfinished activation of this card, in any reader, is resumed.
 	resume := false
@@ -234,7 +255,8 @@ func (r *Runner) Activate(ctx context.Context, s cardapp.Session, reader, opID, 
 	}
 	e, existed, err := r.begin(ctx, app, journal.KindActivate, opID, reader, Digest("activate"))
 	if err != nil {
-		return nil, nil, err
+		out, err := early(opID, err)
+		return nil, out, err
 	}
 	res, err := app.Activate(ctx, newPIN, confirm, steps{r.Journal, e}, resume || existed)
 	out, err := r.end(e.OpID, err)
@@ -246,16 +268,16 @@ func (r *Runner) Activate(ctx context.Context, s cardapp.Session, reader, opID, 
 
 // Block blocks a card reported lost.
 func (r *Runner) Block(ctx context.Context, s cardapp.Session, reader, opID string, kind cardapp.BlockKind) (*Outcome, error) {
-	app, err := r.identify(ctx, s)
-	if err != nil {
-		return nil, err
-	}
 	if opID == "" {
 		opID = journal.NewOpID()
 	}
+	app, err := r.identify(ctx, s)
+	if err != nil {
+		return early(opID, err)
+	}
 	e, _, err := r.begin(ctx, app, journal.KindBlock, opID, reader, Digest(kind))
 	if err != nil {
-		return nil, err
+		return early(opID, err)
 	}
 	err = steps{r.Journal, e}.Start("block "+string(kind), 1)
 	if err == nil {

@@ -58,7 +58,7 @@ type lines struct {
 	l  []string
 }
 
-func (l *lines) add(s string) { l.mu.Lock(); l.l = append(l.l, s); l.mu.Unlock() }
+func (l *lines) add(s string)             { l.mu.Lock(); l.l = append(l.l, s); l.mu.Unlock() }
 func (l *lines) trace(ev pcsc.TraceEvent) { l.add(ev.String()) }
 func (l *lines) logf(f string, a ...any)  { l.add(fmt.Sprintf(f, a...)) }
 
@@ -283,7 +283,9 @@ func TestInvalidHolderDataRejectedBeforeAnyAPDU(t *testing.T) {
 		return r
 	}
 	cases := map[string]*cardapp.PersonalizeRequest{
-		"bad check digit":     bad(func(r *cardapp.PersonalizeRequest) { r.Holder.SSN = r.Holder.SSN[:17] + string("0123456789"[(int(r.Holder.SSN[17]-'0')+1)%10]) }),
+		"bad check digit": bad(func(r *cardapp.PersonalizeRequest) {
+			r.Holder.SSN = r.Holder.SSN[:17] + string("0123456789"[(int(r.Holder.SSN[17]-'0')+1)%10])
+		}),
 		"name GBK cannot say": bad(func(r *cardapp.PersonalizeRequest) { r.Holder.Name = "王🙂" }),
 		"field too long":      bad(func(r *cardapp.PersonalizeRequest) { r.Card.CardNumber = "Q630100011234" }),
 		"name too long for a 1.0 card": bad(func(r *cardapp.PersonalizeRequest) {

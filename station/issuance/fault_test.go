@@ -1,0 +1,138 @@
+package issuance_test
+
+import (
+	"errors"
+	"testing"
+
+	"ssstation/cardapp"
+	"ssstation/cmd/cardsim/ssse"
+	"ssstation/station/issuance"
+	"ssstation/station/journal"
+)
+
+// Pull the card after every APDU index of a personalization with lock.
+// Each attempt ends complete or resumable; none is reported successful
+// while a record differs; resuming on re-insertion completes.
+func TestPersonalizePulledAtEveryAPDU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the full fault sweep takes a minute")
+	}
+	req := requestFor("ss-v1-3des")
+	// A clean run measures how many APDUs the card sees.
+	st := newStation(t, "blank-v1")
+	before := st.vc.Slot.Stats().APDUs
+	if _, _, err := st.personalize("", req, true); err != nil {
+		t.Fatal(err)
+	}
+	total := int(st.vc.Slot.Stats().APDUs - before)
+	t.Logf("a clean personalization with lock: %d APDUs", total)
+
+	for i := 1; i <= total; i++ {
+		// A fresh blank card for each pull point.
+		st.vc.Slot.Remove()
+		st.vc.WaitPresence(false, 10e9)
+		st.sim = newSim(t, "blank-v1", st.set)
+		st.vc.Slot.SetCard(st.sim)
+		st.vc.Slot.Insert()
+		st.reconnect()
+
+		start := st.vc.Slot.Stats().APDUs
+		st.vc.Slot.RemoveAfter(i)
+		res, out, err := st.personalize("", req, true)
+		switch {
+		case err == nil:
+			// Completed before the pull point: it must be true.
+			if out.Status != journal.StatusDone || !res.Locked {
+				t.Fatalf("pull after %d: %+v %+v", i, res, out)
+			}
+			st.reinsertIfPulled(int(st.vc.Slot.Stats().APDUs-start) >= i)
+		case errors.Is(err, issuance.ErrInterrupted):
+			if out.Status != journal.StatusInterrupted {
+				t.Fatalf("pull after %d: outcome %+v", i, out)
+			}
+			_, jerr := st.runner.Journal.Get(out.OpID)
+			journaled := jerr == nil // pulled before the entry began: nothing to resume, nothing written
+			st.vc.Slot.Insert()
+			st.reconnect()
+			res, out2, err := st.personalize(out.OpID, req, true)
+			if err != nil || out2.Status != journal.StatusDone || out2.Resumed != journaled || !res.Locked {
+				t.Fatalf("pull after %d (%s): resume: %v %+v", i, out.StoppedAt, err, out2)
+			}
+		default:
+			t.Fatalf("pull after %d: neither complete nor resumable: %v", i, err)
+		}
+		if st.sim.State() != ssse.StateFinalized {
+			t.Fatalf("pull after %d: state %s", i, st.sim.State())
+		}
+		st.checkHolds(req)
+	}
+	st.leakCheck(req)
+}
+
+// Pull the card after every APDU index of an activation; the resumed
+// activation completes with the holder's PIN set once.
+func TestActivatePulledAtEveryAPDU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the full fault sweep takes a while")
+	}
+	st := newStation(t, "delivered-v3")
+	before := st.vc.Slot.Stats().APDUs
+	if _, _, err := st.activate("", holderPIN); err != nil {
+		t.Fatal(err)
+	}
+	total := int(st.vc.Slot.Stats().APDUs - before)
+	t.Logf("a clean activation: %d APDUs", total)
+
+	for i := 1; i <= total; i++ {
+		st.vc.Slot.Remove()
+		st.vc.WaitPresence(false, 10e9)
+		st.sim = newSim(t, "delivered-v3", st.set)
+		st.vc.Slot.SetCard(st.sim)
+		st.vc.Slot.Insert()
+		st.reconnect()
+
+		start := st.vc.Slot.Stats().APDUs
+		st.vc.Slot.RemoveAfter(i)
+		res, out, err := st.activate("", holderPIN)
+		switch {
+		case err == nil:
+			if out.Status != journal.StatusDone || !res.PINSet {
+				t.Fatalf("pull after %d: %+v %+v", i, res, out)
+			}
+			st.reinsertIfPulled(int(st.vc.Slot.Stats().APDUs-start) >= i)
+		case errors.Is(err, issuance.ErrInterrupted):
+			_, jerr := st.runner.Journal.Get(out.OpID)
+			journaled := jerr == nil
+			st.vc.Slot.Insert()
+			st.reconnect()
+			// The same card, any reader: its unfinished activation is found
+			// by its identification code and resumed.
+			res2, out2, err := st.activate("", holderPIN)
+			if err != nil || out2.Status != journal.StatusDone || (journaled && out2.OpID != out.OpID) {
+				t.Fatalf("pull after %d (%s): resume: %v %+v %+v", i, out.StoppedAt, err, res2, out2)
+			}
+		default:
+			var wp *cardapp.WrongPIN
+			if errors.As(err, &wp) {
+				t.Fatalf("pull after %d: the resume spent a PIN try: %v", i, err)
+			}
+			t.Fatalf("pull after %d: neither complete nor resumable: %v", i, err)
+		}
+		if st.sim.State() != ssse.StateActive || st.sim.PIN() != holderPIN || st.sim.Tries() != 3 {
+			t.Fatalf("pull after %d: state %s, PIN set %v, tries %d", i, st.sim.State(), st.sim.PIN() == holderPIN, st.sim.Tries())
+		}
+	}
+	st.leakCheck(nil, holderPIN)
+}
+
+// reinsertIfPulled cancels a pull that did not happen yet, or puts back a
+// card pulled right after the operation's last APDU.
+func (st *station) reinsertIfPulled(due bool) {
+	if !due {
+		st.vc.Slot.RemoveAfter(-1)
+		return
+	}
+	st.vc.WaitPresence(false, 10e9)
+	st.vc.Slot.Insert()
+	st.reconnect()
+}
