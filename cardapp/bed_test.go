@@ -114,7 +114,7 @@ func newBed(t *testing.T, image string) *bed {
 	}
 	rec := &recorder{}
 	vc := pcsctest.StartCard(t, sim)
-	vc.Slot.Logf = rec.logf
+	vc.Slot.SetLogf(rec.logf)
 	_, card := vc.Connect(t, rec.trace)
 	return &bed{t: t, vc: vc, sim: sim, card: card, rec: rec, set: set,
 		opts: cardapp.Options{Keys: keys.NewTestKeystore(), TerminalNo: terminalNo, DeviceNo: deviceNo}}

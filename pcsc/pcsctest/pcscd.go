@@ -65,6 +65,7 @@ type Daemon struct {
 	lock    *fileLock
 	mu      sync.Mutex
 	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the running daemon's process has been reaped
 }
 
 // Socket is the daemon's socket path, for PCSCLITE_CSOCK_NAME.
@@ -204,6 +205,7 @@ func (d *Daemon) Start() error {
 	logf.Close()
 	d.cmd = cmd
 	exited := make(chan struct{})
+	d.exited = exited
 	go func() { cmd.Wait(); close(exited) }()
 	deadline := time.After(15 * time.Second)
 	for {
@@ -229,11 +231,9 @@ func (d *Daemon) Kill() {
 		return
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGKILL)
-	for i := 0; i < 200; i++ { // Wait runs in Start's goroutine
-		if d.cmd.ProcessState != nil || syscall.Kill(d.cmd.Process.Pid, 0) != nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	select { // Wait runs in Start's goroutine
+	case <-d.exited:
+	case <-time.After(5 * time.Second):
 	}
 	d.cmd = nil
 }

@@ -85,12 +85,12 @@ func newStation(t *testing.T, image string) *station {
 	log := &lines{}
 	// The PSAM: keys never reach the host.
 	pv := pcsctest.StartCard(t, psamsim.Builtin())
-	pv.Slot.Logf = log.logf
+	pv.Slot.SetLogf(log.logf)
 	_, psamCard := pv.Connect(t, log.trace)
 	st := &station{t: t, log: log, set: set}
 	st.sim = newSim(t, image, set)
 	st.vc = pcsctest.StartCard(t, st.sim)
-	st.vc.Slot.Logf = log.logf
+	st.vc.Slot.SetLogf(log.logf)
 	_, st.card = st.vc.Connect(t, log.trace)
 	st.journal = filepath.Join(t.TempDir(), "journal.db")
 	j, err := journal.Open(st.journal)

@@ -20,6 +20,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,6 +61,7 @@ type Slot struct {
 	Logf func(format string, args ...any)
 
 	wake       chan struct{}
+	logHook    atomic.Pointer[func(format string, args ...any)]
 	noQuickAck bool // tests only: measure what TCP_QUICKACK saves
 
 	mu          sync.Mutex
@@ -409,9 +411,19 @@ func writeMsg(w io.Writer, payload []byte) error {
 }
 
 func (s *Slot) logf(format string, args ...any) {
+	if f := s.logHook.Load(); f != nil {
+		(*f)(format, args...)
+		return
+	}
 	if s.Logf != nil {
 		s.Logf(format, args...)
 	}
+}
+
+// SetLogf replaces the log hook while the slot runs (Logf may only be set
+// before Run).
+func (s *Slot) SetLogf(f func(format string, args ...any)) {
+	s.logHook.Store(&f)
 }
 
 // Sensitive reports whether a command with this INS carries a PIN, a key
