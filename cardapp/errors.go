@@ -36,15 +36,15 @@ func (e *WrongKey) Unwrap() error { return apdu.StatusWord(0x63C0 | uint16(e.Ret
 
 // Sentinel outcomes.
 var (
-	ErrPINBlocked         = errors.New("PIN blocked: too many wrong tries (6983)")
-	ErrKeyBlocked         = errors.New("authentication key blocked on the card (6983)")
-	ErrApplicationLocked  = errors.New("social security application permanently locked (9303)")
-	ErrApplicationBlocked = errors.New("social security application blocked (6283): it must be unblocked (activation or a reported loss cleared)")
-	ErrCardBlocked        = errors.New("card blocked (6A81): every application is refused")
-	ErrSecurityStatus     = errors.New("security status not satisfied (6982)")
+	ErrPINBlocked         = errors.New("PIN blocked: too many wrong tries")
+	ErrKeyBlocked         = errors.New("authentication key blocked on the card")
+	ErrApplicationLocked  = errors.New("social security application permanently locked")
+	ErrApplicationBlocked = errors.New("social security application blocked: it must be unblocked first (activation, or a reported loss cleared)")
+	ErrCardBlocked        = errors.New("card blocked: every application is refused")
+	ErrSecurityStatus     = errors.New("security status not satisfied")
 	ErrNotFound           = errors.New("file, record or key not found")
-	ErrConditions         = errors.New("conditions of use not satisfied (6985)")
-	ErrMACRejected        = errors.New("the card rejected the command's MAC (6988)")
+	ErrConditions         = errors.New("conditions of use not satisfied")
+	ErrMACRejected        = errors.New("the card rejected the command's MAC")
 	ErrNotSupported       = errors.New("not supported by this card's profile")
 	ErrUnknownCard        = errors.New("not a known social security card")
 	ErrCardNotGenuine     = errors.New("internal authentication failed: the card is not genuine (-21)")
@@ -100,6 +100,18 @@ func opError(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
+// refusal is a card's refusal: what it means for the station, and the
+// status word it came as. errors.Is matches both.
+type refusal struct {
+	kind error
+	sw   apdu.StatusWord
+}
+
+func (e *refusal) Error() string   { return fmt.Sprintf("%v [SW %04X]", e.kind, uint16(e.sw)) }
+func (e *refusal) Unwrap() []error { return []error{e.kind, e.sw} }
+
+func refused(kind error, sw apdu.StatusWord) error { return &refusal{kind: kind, sw: sw} }
+
 // outcome turns a status word into the typed outcome for PIN work.
 func pinOutcome(sw apdu.StatusWord) error {
 	if n, ok := sw.Retries(); ok {
@@ -113,7 +125,7 @@ func pinOutcome(sw apdu.StatusWord) error {
 	case apdu.SWOK:
 		return nil
 	case apdu.SWAuthBlocked:
-		return fmt.Errorf("%w: %w", ErrPINBlocked, sw)
+		return refused(ErrPINBlocked, sw)
 	}
 	return statusError(sw)
 }
@@ -124,19 +136,19 @@ func statusError(sw apdu.StatusWord) error {
 	case apdu.SWOK:
 		return nil
 	case apdu.SWAppLocked:
-		return fmt.Errorf("%w: %w", ErrApplicationLocked, sw)
+		return refused(ErrApplicationLocked, sw)
 	case apdu.SWWarningFileInvalidated:
-		return fmt.Errorf("%w: %w", ErrApplicationBlocked, sw)
+		return refused(ErrApplicationBlocked, sw)
 	case apdu.SWFuncNotSupported:
-		return fmt.Errorf("%w: %w", ErrCardBlocked, sw)
+		return refused(ErrCardBlocked, sw)
 	case apdu.SWSecurityStatus:
-		return fmt.Errorf("%w: %w", ErrSecurityStatus, sw)
+		return refused(ErrSecurityStatus, sw)
 	case apdu.SWFileNotFound, apdu.SWRecordNotFound, apdu.SWRefDataNotFound:
-		return fmt.Errorf("%w: %w", ErrNotFound, sw)
+		return refused(ErrNotFound, sw)
 	case apdu.SWConditionsNotSatisfied:
-		return fmt.Errorf("%w: %w", ErrConditions, sw)
+		return refused(ErrConditions, sw)
 	case apdu.SWSMDataIncorrect:
-		return fmt.Errorf("%w: %w", ErrMACRejected, sw)
+		return refused(ErrMACRejected, sw)
 	}
 	return sw
 }

@@ -1,42 +1,71 @@
 #!/usr/bin/env bash
 # make demo: the station end to end on the bundled virtual reader and card.
-# pcscd runs with vpcd's readers ("Virtual PCD 00 00" on TCP 35963, "00 01"
-# on 35964, see scripts/pcscd-up.sh); cardsim puts a virtual social
-# security card into the first; sscard reads it, checks it, and works its PIN.
+#
+# The system pcscd runs with vpcd's two virtual readers (scripts/pcscd-up.sh):
+# "Virtual PCD 00 00" (TCP 35963) takes the virtual social security card,
+# "Virtual PCD 00 01" (TCP 35964) the virtual PSAM holding the issuer keys.
+# sscard then does what a counter does: read, issue on the spot, activate a
+# delivered card and set its PIN, block a card reported lost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=./bin
-mkdir -p .demo
-READER="Virtual PCD 00 00"
+CARD="Virtual PCD 00 00"
+CFG=(--config demo/station.json)
+rm -rf .demo && mkdir -p .demo/data
 
-step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
+say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '$ %s\n' "$*"; "$@"; }
+fails() { printf '$ %s\n' "$*"; if "$@"; then echo "(unexpected success)"; exit 1; fi; }
 
-pkill -f "$B/cardsim --port 35963" 2>/dev/null || true
-"$B/cardsim" --port 35963 --card sample-v2 --control 127.0.0.1:35990 >.demo/cardsim.log 2>&1 &
-SIM=$!
-trap 'kill $SIM 2>/dev/null || true' EXIT
+SIM=""
+start_card() { # $1: a built-in cardsim card (cardsim --list-cards)
+  [ -n "$SIM" ] && { kill "$SIM" 2>/dev/null || true; wait "$SIM" 2>/dev/null || true; }
+  for _ in $(seq 50); do "$B/sscard" readers --json 2>/dev/null | grep -q '"card_present": true' || break; sleep 0.1; done
+  "$B/cardsim" --port 35963 --card "$1" --psam-port 35964 --control 127.0.0.1:35990 >>.demo/cardsim.log 2>&1 &
+  SIM=$!
+  for _ in $(seq 100); do
+    [ "$("$B/sscard" readers --json 2>/dev/null | grep -c '"card_present": true')" = 2 ] && return 0
+    sleep 0.1
+  done
+  echo "cardsim did not come up; see .demo/cardsim.log" >&2; exit 1
+}
+trap '[ -n "$SIM" ] && kill $SIM 2>/dev/null || true' EXIT
 
-for _ in $(seq 100); do
-  "$B/sscard" readers --json 2>/dev/null | grep -q '"card_present": true' && break
-  sleep 0.1
-done
+say "A blank card in reader 0, the PSAM (issuer keys) in reader 1"
+start_card blank-v2
+show "$B/sscard" readers
+show "$B/sscard" atr "$("$B/sscard" readers --json | sed -n 's/.*"atr": "\([0-9A-F]*\)".*/\1/p' | head -1)"
+say "Raw APDUs: SELECT 3F00 (this card OS wants it first), then the social security application (SSSE); the T=0 card answers 61xx"
+show "$B/sscard" apdu --reader "$CARD" -v 00A40000023F00 00A404000F7378312E73682EC9E7BBE1B1A3D5CF00
+say "Read the blank card"
+show "$B/sscard" info --reader "$CARD" "${CFG[@]}"
 
-step "Readers and cards" "$B/sscard" readers
-step "A raw APDU: SELECT the social security application (SSSE)" \
-  "$B/sscard" apdu --reader "$READER" 00A404000F7378312E73682EC9E7BBE1B1A3D5CF00
-step "Decode the card's ATR" "$B/sscard" atr "$("$B/sscard" readers --json | sed -n 's/.*"atr": "\([0-9A-F]*\)".*/\1/p' | head -1)"
-step "Read the card" "$B/sscard" info --reader "$READER" --full
-step "The standard iReadCardBas string" "$B/sscard" info --reader "$READER" --ireadcardbas
-step "Is the card genuine, and valid?" "$B/sscard" verify-card --reader "$READER"
-step "PIN tries left" "$B/sscard" pin retries --reader "$READER"
-echo
-echo "== A wrong PIN (typed on a PIN pad or keyboard; here from standard input)"
-echo "$ printf '000000\n' | sscard pin verify --pin-stdin"
-printf '000000\n' | "$B/sscard" pin verify --reader "$READER" --pin-stdin || true
-step "Tries left after it" "$B/sscard" pin retries --reader "$READER"
-echo
-echo "== The right PIN, which restores the tries"
-echo "$ printf '<the holder's PIN>\n' | sscard pin verify --pin-stdin"
-printf '135790\n' | "$B/sscard" pin verify --reader "$READER" --pin-stdin
+say "Issue on the spot: personalize (keys from the PSAM), read back, lock"
+show "$B/sscard" personalize --reader "$CARD" "${CFG[@]}" --holder demo/holder-v2.json --lock
+show "$B/sscard" info --reader "$CARD" "${CFG[@]}" --full
+show "$B/sscard" info --reader "$CARD" "${CFG[@]}" --ireadcardbas
+show "$B/sscard" verify-card --reader "$CARD" "${CFG[@]}"
+say "A locked card refuses a second personalization"
+fails "$B/sscard" personalize --reader "$CARD" "${CFG[@]}" --holder demo/holder-v2.json
+
+say "A centrally made card delivered to the counter: activate it, the holder sets a PIN"
+start_card delivered-v2
+echo "$ printf '<new PIN>\n<new PIN>\n' | sscard activate --pin-stdin"
+printf '271828\n271828\n' | "$B/sscard" activate --reader "$CARD" "${CFG[@]}" --pin-stdin
+echo "$ printf '<other PIN>\n<other PIN>\n' | sscard activate --pin-stdin   # once more: nothing is written"
+printf '314159\n314159\n' | "$B/sscard" activate --reader "$CARD" "${CFG[@]}" --pin-stdin
+show "$B/sscard" pin retries --reader "$CARD" "${CFG[@]}"
+echo "$ printf '<wrong PIN>\n' | sscard pin verify --pin-stdin"
+printf '000000\n' | "$B/sscard" pin verify --reader "$CARD" "${CFG[@]}" --pin-stdin || true
+show "$B/sscard" pin retries --reader "$CARD" "${CFG[@]}"
+echo "$ printf '<the PIN>\n' | sscard pin verify --pin-stdin"
+printf '271828\n' | "$B/sscard" pin verify --reader "$CARD" "${CFG[@]}" --pin-stdin
+
+say "The card is reported lost: block it for good"
+show "$B/sscard" block --reader "$CARD" "${CFG[@]}" --permanent
+fails "$B/sscard" info --reader "$CARD" "${CFG[@]}"
+
+say "The journal of multi-step operations"
+show "$B/sscard" journal "${CFG[@]}"
 echo
 echo "Demo done. cardsim's log: .demo/cardsim.log"

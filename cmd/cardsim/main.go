@@ -26,6 +26,7 @@ import (
 
 	"ssstation/cmd/cardsim/control"
 	"ssstation/cmd/cardsim/engine"
+	"ssstation/cmd/cardsim/psam"
 	"ssstation/cmd/cardsim/ssse"
 	"ssstation/cmd/cardsim/vpcd"
 	profiles "ssstation/firmware-profiles"
@@ -35,6 +36,8 @@ import (
 // line in parseFlags; card-shaping ones are read by buildCard.
 type options struct {
 	Ports      []int
+	PSAMPorts  []int  // ports that get a PSAM instead of a card
+	PSAMFile   string // PSAM image (default: the test PSAM)
 	Host       string
 	CardFile   string
 	T0         bool
@@ -85,9 +88,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.Verbose, "verbose", false, "log connections and APDUs (PIN and key data hidden) to stderr")
 	fs.BoolVar(&o.PrintImage, "print-image", false, "print the built-in card image JSON and exit")
 	fs.BoolVar(&o.ListCards, "list-cards", false, "list the built-in SSSE cards (name, profile, state) and exit")
+	var psamPorts portList
+	fs.Var(&psamPorts, "psam-port", "vpcd port to put a PSAM (the issuer keys' card) into (repeatable)")
+	fs.StringVar(&o.PSAMFile, "psam", "", "PSAM image JSON file (default: the built-in test PSAM, docs/psam.md)")
 	fs.StringVar(&o.Profiles, "profiles", "", "directory of firmware profiles overriding or adding to the built-in ones (SSSE cards)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: cardsim --port 35963 [--port 35964 ...] [--card FILE|NAME] [--t0] [--profiles DIR] [--host 127.0.0.1] [--control ADDR] [--list-cards]")
+		fmt.Fprintln(stderr, "usage: cardsim --port 35963 [--port ...] [--card FILE|NAME] [--psam-port 35964 [--psam FILE]] [--t0] [--profiles DIR] [--host 127.0.0.1] [--control ADDR] [--list-cards]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -97,8 +103,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	o.Ports = ports
-	if len(o.Ports) == 0 {
+	o.PSAMPorts = psamPorts
+	if len(o.Ports) == 0 && len(o.PSAMPorts) == 0 {
 		o.Ports = []int{35963}
+	}
+	for _, p := range o.PSAMPorts {
+		for _, q := range o.Ports {
+			if p == q {
+				return o, fmt.Errorf("port %d given for both a card and a PSAM", p)
+			}
+		}
 	}
 	return o, nil
 }
@@ -192,6 +206,24 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 	slots := make([]*vpcd.Slot, 0, len(o.Ports))
 	for _, p := range o.Ports {
 		card, err := buildCard(o)
+		if err != nil {
+			return err
+		}
+		s := vpcd.NewSlot(net.JoinHostPort(o.Host, strconv.Itoa(p)), card)
+		if o.Verbose {
+			s.Logf = logger.Printf
+		}
+		slots = append(slots, s)
+	}
+	for _, p := range o.PSAMPorts {
+		var img *psam.Image
+		if o.PSAMFile != "" {
+			var err error
+			if img, err = psam.LoadImage(o.PSAMFile); err != nil {
+				return err
+			}
+		}
+		card, err := psam.New(img)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 
 	"ssstation/cardapp"
 	"ssstation/cardapp/keys"
+	psamhost "ssstation/cardapp/keys/psam"
 	profiles "ssstation/firmware-profiles"
 	"ssstation/pcsc"
 	"ssstation/station/config"
@@ -51,11 +52,33 @@ func loadCardEnv(f *cardFlags) (*cardEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	kp, err := cfg.SoftwareKeys()
-	if err != nil {
-		return nil, err
+	ce := &cardEnv{cfg: cfg, set: set}
+	if cfg.Keys.Provider != "psam" {
+		if ce.keys, err = cfg.SoftwareKeys(); err != nil {
+			return nil, err
+		}
 	}
-	return &cardEnv{cfg: cfg, set: set, keys: kp}, nil
+	return ce, nil
+}
+
+// attachKeys connects to the PSAM when the configuration puts the issuer
+// keys there: a second reader, and a connection of its own. The keys
+// never leave the PSAM; the station sends it diversification data and
+// gets cryptograms and MACs back.
+func (ce *cardEnv) attachKeys(ctx context.Context, pc *pcsc.Context) (func(), error) {
+	if ce.keys != nil {
+		return func() {}, nil
+	}
+	name, err := resolveReader(pc, ce.cfg.Keys.PSAMReader)
+	if err != nil {
+		return nil, fmt.Errorf("PSAM reader: %w", err)
+	}
+	card, err := pc.Connect(ctx, name, pcsc.ConnectOptions{Share: pcsc.ShareShared, OnClose: pcsc.LeaveCard})
+	if err != nil {
+		return nil, fmt.Errorf("PSAM in %q: %w", name, err)
+	}
+	ce.keys = psamhost.New(card)
+	return func() { ce.keys.Close(); ce.keys = nil; card.Close() }, nil
 }
 
 func (ce *cardEnv) options() cardapp.Options {
@@ -65,28 +88,7 @@ func (ce *cardEnv) options() cardapp.Options {
 // withCard connects to the card, identifies it and runs body inside one
 // short transaction. Everything a person types is read before this.
 func withCard(ctx context.Context, env *cli, f *cardFlags, ce *cardEnv, body func(ctx context.Context, app *cardapp.App, card *pcsc.Card) error) error {
-	pc, err := pcsc.Establish()
-	if err != nil {
-		return fmt.Errorf("cannot reach the smart card service (is pcscd running?): %w", err)
-	}
-	defer pc.Release()
-	name, err := resolveReader(pc, *f.reader)
-	if err != nil {
-		return err
-	}
-	opts := pcsc.ConnectOptions{Share: pcsc.ShareShared, OnClose: pcsc.LeaveCard}
-	if *f.verbose {
-		opts.Tracer = func(ev pcsc.TraceEvent) { fmt.Fprintln(env.stderr, ev.String()) }
-	}
-	card, err := pc.Connect(ctx, name, opts)
-	if err != nil {
-		if errors.Is(err, pcsc.ErrNoCard) || errors.Is(err, pcsc.ErrCardRemoved) {
-			return fmt.Errorf("no card in %q", name)
-		}
-		return err
-	}
-	defer card.Close()
-	return card.Transaction(ctx, func(ctx context.Context) error {
+	return withSession(ctx, env, f, ce, func(ctx context.Context, card *pcsc.Card) error {
 		app, err := cardapp.Identify(ctx, card, ce.set, ce.options())
 		if err != nil {
 			return err
@@ -127,9 +129,10 @@ func (s *secrets) read(prompt string) (string, error) {
 	return string(b), nil
 }
 
-// withSession connects to the card and runs body inside one transaction,
-// without identifying the card (the body does).
-func withSession(ctx context.Context, env *cli, f *cardFlags, body func(ctx context.Context, card *pcsc.Card) error) error {
+// withSession connects to the card (and the PSAM, where the keys are
+// there) and runs body inside one transaction, without identifying the
+// card (the body does).
+func withSession(ctx context.Context, env *cli, f *cardFlags, ce *cardEnv, body func(ctx context.Context, card *pcsc.Card) error) error {
 	pc, err := pcsc.Establish()
 	if err != nil {
 		return fmt.Errorf("cannot reach the smart card service (is pcscd running?): %w", err)
@@ -139,12 +142,22 @@ func withSession(ctx context.Context, env *cli, f *cardFlags, body func(ctx cont
 	if err != nil {
 		return err
 	}
+	if ce != nil {
+		done, err := ce.attachKeys(ctx, pc)
+		if err != nil {
+			return err
+		}
+		defer done()
+	}
 	opts := pcsc.ConnectOptions{Share: pcsc.ShareShared, OnClose: pcsc.LeaveCard}
 	if *f.verbose {
 		opts.Tracer = func(ev pcsc.TraceEvent) { fmt.Fprintln(env.stderr, ev.String()) }
 	}
 	card, err := pc.Connect(ctx, name, opts)
 	if err != nil {
+		if errors.Is(err, pcsc.ErrNoCard) || errors.Is(err, pcsc.ErrCardRemoved) {
+			return fmt.Errorf("no card in %q", name)
+		}
 		return err
 	}
 	defer card.Close()

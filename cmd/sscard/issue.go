@@ -56,8 +56,8 @@ func withRunner(ctx context.Context, env *cli, f *issueFlags, body func(ctx cont
 		return err
 	}
 	defer j.Close()
-	r := &issuance.Runner{Journal: j, Set: ce.set, Opts: ce.options()}
-	return withSession(ctx, env, f.cardFlags, func(ctx context.Context, card *pcsc.Card) error {
+	return withSession(ctx, env, f.cardFlags, ce, func(ctx context.Context, card *pcsc.Card) error {
+		r := &issuance.Runner{Journal: j, Set: ce.set, Opts: ce.options()}
 		ctx = cardapp.WithProgress(ctx, func(i, n int, step string) {
 			if !*f.asJSON {
 				fmt.Fprintf(env.stderr, "  [%d/%d] %s\n", i, n, step)
