@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"ssstation/cmd/cardsim/engine"
+	"ssstation/cmd/cardsim/ssse"
 	"ssstation/cmd/cardsim/vpcd"
 	"ssstation/pcsc/pcsctest"
 )
@@ -221,4 +222,77 @@ func TestWatchSurvivesPCSCDRestart(t *testing.T) {
 	}
 	expect("service-restored", "")
 	expect("card-inserted", d.Readers[0].Name)
+}
+
+func ssseCard(t *testing.T, name string) *ssse.Card {
+	t.Helper()
+	img, err := ssse.Builtin(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ssse.New(img, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestInfoAndPINThroughTheCLI(t *testing.T) {
+	vc := pcsctest.StartCard(t, ssseCard(t, "sample-v2"))
+	img, _ := ssse.Builtin("sample-v2")
+	env := append(os.Environ(), "SSSTATION_CONFIG=")
+	r := runSSCard(t, env, "info", "--reader", vc.Reader, "--ireadcardbas")
+	want := "440300|" + img.Holder.SSN + "|S44030012|440300D1560000050102030405060708|阿卜杜热合曼·买买提艾力·吐尔逊托合提|5353433233444553|2.00|20240315|20340315|000000000000|ssstation|\n"
+	if r.code != 0 || r.stdout != want {
+		t.Fatalf("exit %d\n%s\nwant\n%s\n%s", r.code, r.stdout, want, r.stderr)
+	}
+	right, wrong := img.PIN.Value, "975310"
+	r = runSSCardStdin(t, env, wrong+"\n", "pin", "verify", "--reader", vc.Reader, "--pin-stdin", "-v")
+	if r.code != 1 || !strings.Contains(r.stderr, "wrong PIN: 5 tries left") {
+		t.Fatalf("wrong PIN: exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	r2 := runSSCardStdin(t, env, right+"\n", "pin", "verify", "--reader", vc.Reader, "--pin-stdin", "-v")
+	if r2.code != 0 || !strings.Contains(r2.stdout, "PIN correct.") {
+		t.Fatalf("right PIN: exit %d: %s %s", r2.code, r2.stdout, r2.stderr)
+	}
+	for _, out := range []string{r.stdout, r.stderr, r2.stdout, r2.stderr} {
+		if strings.Contains(out, right) || strings.Contains(out, wrong) || strings.Contains(strings.ReplaceAll(out, " ", ""), right) {
+			t.Fatalf("a PIN appears in the output or trace:\n%s", out)
+		}
+	}
+	if !strings.Contains(r2.stderr, "VERIFY") || !strings.Contains(r2.stderr, "redacted") {
+		t.Fatalf("-v shows no redacted VERIFY:\n%s", r2.stderr)
+	}
+	// No terminal and no --pin-stdin: refused, and the PIN is never taken from argv.
+	r = runSSCard(t, env, "pin", "verify", "--reader", vc.Reader)
+	if r.code != 2 || !strings.Contains(r.stderr, "--pin-stdin") {
+		t.Fatalf("no terminal: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+func TestProfileLintNamesFileAndLine(t *testing.T) {
+	src, err := os.ReadFile("../../firmware-profiles/ss-v1-3des.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(src), "\n")
+	at := -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, "protocol:") {
+			at = i
+			lines[i] = "protocol: T2"
+		}
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ss-v1-3des.yaml")
+	os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644)
+	r := runSSCard(t, os.Environ(), "profile", "lint", path)
+	want := fmt.Sprintf("ss-v1-3des.yaml:%d: protocol", at+1)
+	if r.code != 1 || !strings.Contains(r.stdout, want) {
+		t.Fatalf("exit %d, want %q in:\n%s%s", r.code, want, r.stdout, r.stderr)
+	}
+	r = runSSCard(t, os.Environ(), "profile", "lint", "../../firmware-profiles/ss-v1-3des.yaml")
+	if r.code != 0 {
+		t.Fatalf("the built-in profile fails lint: %s", r.stdout)
+	}
 }
