@@ -155,11 +155,7 @@ func (a *App) personalize(ctx context.Context, req *PersonalizeRequest, lock boo
 		res.Written++
 	}
 	idx++
-	if err := runStep(ctx, j, idx, total, StepReadBack, func() (string, error) {
-		n, err := a.readBack(ctx, writes)
-		res.Verified = n
-		return fmt.Sprintf("%d records equal", n), err
-	}); err != nil {
+	if err := a.readBackStep(ctx, j, idx, total, writes, res); err != nil {
 		return nil, err
 	}
 	if lock {
@@ -195,6 +191,15 @@ func (a *App) updateRecord(ctx context.Context, w write) error {
 		return err
 	}
 	return statusError(resp.SW)
+}
+
+// readBackStep is the recorded read-back of every written record.
+func (a *App) readBackStep(ctx context.Context, j Steps, idx, total int, writes []write, res *PersonalizeResult) error {
+	return runStep(ctx, j, idx, total, StepReadBack, func() (string, error) {
+		n, err := a.readBack(ctx, writes)
+		res.Verified = n
+		return fmt.Sprintf("%d records equal", n), err
+	})
 }
 
 // ErrReadBackMismatch is returned when a written record reads back
@@ -249,11 +254,7 @@ func (a *App) lock(ctx context.Context, req *PersonalizeRequest, j Steps) (*Pers
 		return nil, err
 	}
 	res := &PersonalizeResult{CardID: fmt.Sprintf("%X", id), Profile: a.p.Name}
-	if err := runStep(ctx, j, 1, 2, StepReadBack, func() (string, error) {
-		n, err := a.readBack(ctx, writes)
-		res.Verified = n
-		return fmt.Sprintf("%d records equal", n), err
-	}); err != nil {
+	if err := a.readBackStep(ctx, j, 1, 2, writes, res); err != nil {
 		return nil, err
 	}
 	if err := runStep(ctx, j, 2, 2, StepFinalize, func() (string, error) { return a.finalizeOnce(ctx, j) }); err != nil {

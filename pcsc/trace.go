@@ -2,7 +2,6 @@ package pcsc
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"ssstation/pcsc/apdu"
@@ -82,13 +81,4 @@ func redactResponse(resp []byte) string {
 	return fmt.Sprintf("[%d bytes redacted] %s", len(resp)-2, spacedHex(resp[len(resp)-2:]))
 }
 
-func spacedHex(b []byte) string {
-	var sb strings.Builder
-	for i, x := range b {
-		if i > 0 {
-			sb.WriteByte(' ')
-		}
-		fmt.Fprintf(&sb, "%02X", x)
-	}
-	return sb.String()
-}
+func spacedHex(b []byte) string { return fmt.Sprintf("% X", b) }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"syscall"
 )
 
@@ -101,13 +100,4 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func spaced(b []byte) string {
-	var sb strings.Builder
-	for i, x := range b {
-		if i > 0 {
-			sb.WriteByte(' ')
-		}
-		fmt.Fprintf(&sb, "%02X", x)
-	}
-	return sb.String()
-}
+func spaced(b []byte) string { return fmt.Sprintf("% X", b) }

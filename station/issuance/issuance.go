@@ -156,40 +156,27 @@ func (r *Runner) profileByATR(s cardapp.Session) (*profiles.Profile, error) {
 // operation: a new one starts it, an interrupted one resumes it. The
 // request is validated before any APDU is sent.
 func (r *Runner) Personalize(ctx context.Context, s cardapp.Session, reader, opID string, req *cardapp.PersonalizeRequest, lock bool) (*cardapp.PersonalizeResult, *Outcome, error) {
-	p, err := r.profileByATR(s)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := cardapp.ValidateRequest(p, req); err != nil {
-		return nil, nil, err
-	}
-	if opID == "" {
-		opID = journal.NewOpID()
-	}
-	app, err := r.identify(ctx, s)
-	if err != nil {
-		out, err := early(opID, err)
-		return nil, out, err
-	}
-	kind := journal.KindPersonalize
-	e, existed, err := r.begin(ctx, app, kind, opID, reader, Digest(struct {
+	digest := Digest(struct {
 		Req  *cardapp.PersonalizeRequest
 		Lock bool
-	}{req, lock}))
-	if err != nil {
-		out, err := early(opID, err)
-		return nil, out, err
-	}
-	res, err := app.Personalize(ctx, req, lock, steps{r.Journal, e})
-	out, err := r.end(e.OpID, err)
-	if out != nil {
-		out.Resumed = existed
-	}
-	return res, out, err
+	}{req, lock})
+	return r.withRequest(ctx, s, reader, opID, journal.KindPersonalize, digest, req, func(app *cardapp.App, st cardapp.Steps) (*cardapp.PersonalizeResult, error) {
+		return app.Personalize(ctx, req, lock, st)
+	})
 }
 
 // Lock finalizes a personalized card after a read-back against req.
 func (r *Runner) Lock(ctx context.Context, s cardapp.Session, reader, opID string, req *cardapp.PersonalizeRequest) (*cardapp.PersonalizeResult, *Outcome, error) {
+	return r.withRequest(ctx, s, reader, opID, journal.KindLock, Digest(req), req, func(app *cardapp.App, st cardapp.Steps) (*cardapp.PersonalizeResult, error) {
+		return app.Lock(ctx, req, st)
+	})
+}
+
+// withRequest is the frame of an operation carrying holder data: validate
+// against the profile the ATR names (no APDU yet), identify, open or
+// resume the journal entry, run, record the end.
+func (r *Runner) withRequest(ctx context.Context, s cardapp.Session, reader, opID, kind, digest string, req *cardapp.PersonalizeRequest,
+	run func(app *cardapp.App, st cardapp.Steps) (*cardapp.PersonalizeResult, error)) (*cardapp.PersonalizeResult, *Outcome, error) {
 	p, err := r.profileByATR(s)
 	if err != nil {
 		return nil, nil, err
@@ -205,12 +192,12 @@ func (r *Runner) Lock(ctx context.Context, s cardapp.Session, reader, opID strin
 		out, err := early(opID, err)
 		return nil, out, err
 	}
-	e, existed, err := r.begin(ctx, app, journal.KindLock, opID, reader, Digest(req))
+	e, existed, err := r.begin(ctx, app, kind, opID, reader, digest)
 	if err != nil {
 		out, err := early(opID, err)
 		return nil, out, err
 	}
-	res, err := app.Lock(ctx, req, steps{r.Journal, e})
+	res, err := run(app, steps{r.Journal, e})
 	out, err := r.end(e.OpID, err)
 	if out != nil {
 		out.Resumed = existed
