@@ -160,9 +160,10 @@ func (c *Card) Transaction(ctx context.Context, body func(ctx context.Context) e
 			disp = ResetCard
 		}
 		if e := c.h.EndTransaction(disp); e != nil && err == nil {
-			// The body succeeded; a card pulled right after it must still
-			// not be reported as success when a reset was required.
-			if disp == ResetCard || KindOf(wrap("", "", e)) != KindCardRemoved {
+			// The body succeeded. A card pulled or reset right after it lost
+			// its security state with its power, which is all a reset at the
+			// end is for; anything else (the service gone) is reported.
+			if k := KindOf(wrap("", "", e)); k != KindCardRemoved && k != KindCardReset {
 				err = wrap("end transaction", c.reader, e)
 			}
 		}
