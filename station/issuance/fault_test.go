@@ -136,3 +136,76 @@ func (st *station) reinsertIfPulled(due bool) {
 	st.vc.Slot.Insert()
 	st.reconnect()
 }
+
+// The hardest pull: the card carries out a command and is pulled before
+// its answer leaves, at every APDU of an activation and of a
+// personalization with lock. The resume must neither spend a PIN try nor
+// fail on a step the card already did (FINALIZE, APPLICATION UNBLOCK,
+// CHANGE PIN), and must end complete.
+func TestAnswerLostAtEveryAPDU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the full fault sweep takes a while")
+	}
+	t.Run("activate", func(t *testing.T) {
+		st := newStation(t, "delivered-v2")
+		before := st.vc.Slot.Stats().APDUs
+		if _, _, err := st.activate("", holderPIN); err != nil {
+			t.Fatal(err)
+		}
+		total := int(st.vc.Slot.Stats().APDUs - before)
+		for i := 1; i <= total; i++ {
+			st.vc.Slot.Remove()
+			st.vc.WaitPresence(false, 10e9)
+			st.sim = newSim(t, "delivered-v2", st.set)
+			st.vc.Slot.SetCard(st.sim)
+			st.vc.Slot.Insert()
+			st.reconnect()
+			st.vc.Slot.RemoveDuring(i)
+			_, out, err := st.activate("", holderPIN)
+			if !errors.Is(err, issuance.ErrInterrupted) {
+				t.Fatalf("answer of APDU %d lost: %v", i, err)
+			}
+			st.vc.Slot.Insert()
+			st.reconnect()
+			_, out2, err := st.activate("", holderPIN)
+			if err != nil || out2.Status != journal.StatusDone {
+				t.Fatalf("answer of APDU %d lost (%s): resume: %v", i, out.StoppedAt, err)
+			}
+			if st.sim.State() != ssse.StateActive || st.sim.PIN() != holderPIN || st.sim.Tries() != 6 {
+				t.Fatalf("answer of APDU %d lost: state %s, PIN set %v, tries %d", i, st.sim.State(), st.sim.PIN() == holderPIN, st.sim.Tries())
+			}
+		}
+	})
+	t.Run("personalize", func(t *testing.T) {
+		req := requestFor("ss-v3-sm4")
+		st := newStation(t, "blank-v3")
+		before := st.vc.Slot.Stats().APDUs
+		if _, _, err := st.personalize("", req, true); err != nil {
+			t.Fatal(err)
+		}
+		total := int(st.vc.Slot.Stats().APDUs - before)
+		// The last few APDUs: the final UPDATE RECORDs, the read-back and FINALIZE.
+		for i := total - 16; i <= total; i++ {
+			st.vc.Slot.Remove()
+			st.vc.WaitPresence(false, 10e9)
+			st.sim = newSim(t, "blank-v3", st.set)
+			st.vc.Slot.SetCard(st.sim)
+			st.vc.Slot.Insert()
+			st.reconnect()
+			st.vc.Slot.RemoveDuring(i)
+			_, out, err := st.personalize("", req, true)
+			if !errors.Is(err, issuance.ErrInterrupted) {
+				t.Fatalf("answer of APDU %d lost: %v", i, err)
+			}
+			st.vc.Slot.Insert()
+			st.reconnect()
+			if _, out2, err := st.personalize(out.OpID, req, true); err != nil || out2.Status != journal.StatusDone {
+				t.Fatalf("answer of APDU %d lost (%s): resume: %v", i, out.StoppedAt, err)
+			}
+			if st.sim.State() != ssse.StateFinalized {
+				t.Fatalf("answer of APDU %d lost: state %s", i, st.sim.State())
+			}
+			st.checkHolds(req)
+		}
+	})
+}

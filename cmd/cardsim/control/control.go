@@ -7,6 +7,7 @@
 //	remove [SLOT]            ok 35963 removed
 //	insert [SLOT]            ok 35963 inserted
 //	remove-after N [SLOT]    ok 35963 remove-after 2
+//	remove-during N [SLOT]   ok 35963 remove-during 3   (the N-th APDU is carried out, its answer lost)
 //	latency DURATION [SLOT]  ok 35963 latency 5ms
 //	sw-once SW [SLOT]        ok 35963 sw-once 6A82
 //	drop [SLOT]              ok 35963 drop armed
@@ -54,7 +55,7 @@ func State(s *vpcd.Slot) string {
 	return "removed"
 }
 
-const help = "slots | remove [SLOT] | insert [SLOT] | remove-after N [SLOT] | latency DURATION [SLOT] | sw-once SW [SLOT] | drop [SLOT] | stats [SLOT]"
+const help = "slots | remove [SLOT] | insert [SLOT] | remove-after N [SLOT] | remove-during N [SLOT] | latency DURATION [SLOT] | sw-once SW [SLOT] | drop [SLOT] | stats [SLOT]"
 
 // Exec runs one command line against the slots and returns the answer
 // line (without newline): "ok ..." or "error ...".
@@ -68,7 +69,7 @@ func Exec(slots []*vpcd.Slot, line string) string {
 	// nargs is the number of arguments before the optional SLOT.
 	nargs := map[string]int{
 		"slots": 0, "help": 0, "remove": 0, "insert": 0, "drop": 0, "stats": 0,
-		"remove-after": 1, "latency": 1, "sw-once": 1,
+		"remove-after": 1, "remove-during": 1, "latency": 1, "sw-once": 1,
 	}
 	n, known := nargs[cmd]
 	if !known {
@@ -119,6 +120,13 @@ func Exec(slots []*vpcd.Slot, line string) string {
 		}
 		slot.RemoveAfter(k)
 		return fmt.Sprintf("ok %d remove-after %d", port, k)
+	case "remove-during":
+		k, err := strconv.Atoi(args[0])
+		if err != nil || k < 1 {
+			return fmt.Sprintf("error remove-during %q: want a count >= 1", args[0])
+		}
+		slot.RemoveDuring(k)
+		return fmt.Sprintf("ok %d remove-during %d", port, k)
 	case "latency":
 		d, err := time.ParseDuration(args[0])
 		if err != nil || d < 0 {
@@ -142,6 +150,8 @@ func usage(cmd string) string {
 	switch cmd {
 	case "remove-after":
 		return "remove-after N [SLOT]"
+	case "remove-during":
+		return "remove-during N [SLOT]"
 	case "latency":
 		return "latency DURATION [SLOT]"
 	case "sw-once":

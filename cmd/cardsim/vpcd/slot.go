@@ -64,22 +64,23 @@ type Slot struct {
 	logHook    atomic.Pointer[func(format string, args ...any)]
 	noQuickAck bool // tests only: measure what TCP_QUICKACK saves
 
-	mu          sync.Mutex
-	card        Card
-	inserted    bool
-	conn        net.Conn
-	removeAfter int // answers left before the card is pulled; <0: off
-	latency     time.Duration
-	swOnce      uint16
-	swOnceSet   bool
-	drop        bool
-	stats       Stats
+	mu           sync.Mutex
+	card         Card
+	inserted     bool
+	conn         net.Conn
+	removeAfter  int // answers left before the card is pulled; <0: off
+	latency      time.Duration
+	swOnce       uint16
+	swOnceSet    bool
+	drop         bool
+	removeDuring int // APDUs before the one whose answer is lost; <0: off
+	stats        Stats
 }
 
 // NewSlot makes a slot for the vpcd reader at addr, with card inserted:
 // Run connects at once.
 func NewSlot(addr string, card Card) *Slot {
-	return &Slot{Addr: addr, card: card, inserted: true, removeAfter: -1, wake: make(chan struct{}, 1)}
+	return &Slot{Addr: addr, card: card, inserted: true, removeAfter: -1, removeDuring: -1, wake: make(chan struct{}, 1)}
 }
 
 // Card returns the card in the slot.
@@ -124,6 +125,7 @@ func (s *Slot) Remove() {
 func (s *Slot) removeLocked() {
 	s.inserted = false
 	s.removeAfter = -1
+	s.removeDuring = -1
 	s.drop = false
 	if s.conn != nil {
 		_ = s.conn.Close()
@@ -173,6 +175,19 @@ func (s *Slot) StatusOnce(sw uint16) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.swOnce, s.swOnceSet = sw, true
+}
+
+// RemoveDuring lets the card carry out the n-th next APDU (n >= 1) and
+// pulls it before the answer leaves: the host never learns whether the
+// command took effect. It is the hardest case for resuming an operation.
+func (s *Slot) RemoveDuring(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n < 1 {
+		s.removeDuring = -1
+		return
+	}
+	s.removeDuring = n
 }
 
 // Drop reads the next APDU, never answers it and closes the connection: the
@@ -341,7 +356,14 @@ func (s *Slot) serve(ctx context.Context, conn net.Conn) error {
 		swOnce, injected := s.swOnce, s.swOnceSet
 		s.swOnceSet = false
 		s.stats.APDUs++
-		pullAfter := false
+		pullAfter, loseAnswer := false, false
+		if s.removeDuring > 0 {
+			s.removeDuring--
+			if s.removeDuring == 0 {
+				s.removeDuring = -1
+				loseAnswer = true
+			}
+		}
 		if s.removeAfter > 0 {
 			s.removeAfter--
 			if s.removeAfter == 0 {
@@ -360,7 +382,15 @@ func (s *Slot) serve(ctx context.Context, conn net.Conn) error {
 		if lat > 0 && !sleepCtx(ctx, lat) {
 			return ctx.Err()
 		}
-		if s.Logf != nil {
+		if loseAnswer {
+			s.mu.Lock()
+			s.inserted = false
+			s.removeAfter = -1
+			s.mu.Unlock()
+			s.logf("vpcd %s: > %s (carried out; the card is pulled before its answer leaves)", s.Addr, traceCmd(msg))
+			return errPulled
+		}
+		if s.Logf != nil || s.logHook.Load() != nil {
 			note := ""
 			if injected {
 				note = " (injected)"
