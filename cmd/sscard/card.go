@@ -73,11 +73,19 @@ func (ce *cardEnv) attachKeys(ctx context.Context, pc *pcsc.Context) (func(), er
 	if err != nil {
 		return nil, fmt.Errorf("PSAM reader: %w", err)
 	}
+	var opts []psamhost.Option
+	if path := ce.cfg.Keys.PSAMKeyTable; path != "" {
+		table, err := psamhost.LoadKeyTable(path)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, psamhost.WithKeyTable(table))
+	}
 	card, err := pc.Connect(ctx, name, pcsc.ConnectOptions{Share: pcsc.ShareShared, OnClose: pcsc.LeaveCard})
 	if err != nil {
 		return nil, fmt.Errorf("PSAM in %q: %w", name, err)
 	}
-	ce.keys = psamhost.New(card)
+	ce.keys = psamhost.New(card, opts...)
 	return func() { ce.keys.Close(); ce.keys = nil; card.Close() }, nil
 }
 

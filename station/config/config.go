@@ -38,6 +38,9 @@ type KeysConfig struct {
 	File string `json:"file,omitempty"`
 	// PSAMReader names the reader holding the PSAM, for provider "psam".
 	PSAMReader string `json:"psam_reader,omitempty"`
+	// PSAMKeyTable maps the station's key names to the PSAM's key usage
+	// codes and indexes (docs/psam.md); empty: the project's default table.
+	PSAMKeyTable string `json:"psam_key_table,omitempty"`
 }
 
 // Default is what a fresh station runs with: the test keys, clearly marked.
