@@ -36,7 +36,6 @@ type App struct {
 	p       *profiles.Profile
 	alg     keys.Algorithm
 	keys    keys.Provider
-	opts    Options
 	current string            // name of the selected EF ("EF05"), "" for the application itself
 	inApp   bool              // SSSE is selected
 	blocked bool              // SELECT SSSE answered 6283
@@ -50,8 +49,6 @@ type App struct {
 type Options struct {
 	// Keys computes cryptograms and MACs (software keystore or PSAM).
 	Keys keys.Provider
-	// TerminalNo and DeviceNo end every iReadCardBas string (REFERENCE §7).
-	TerminalNo, DeviceNo string
 }
 
 // NewApp starts an operation on a card known to be of profile p.
@@ -60,7 +57,7 @@ func NewApp(s Session, p *profiles.Profile, opts Options) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 	}
-	return &App{s: s, p: p, alg: alg, keys: opts.Keys, opts: opts, authed: map[byte]bool{}, values: map[string][]byte{}}, nil
+	return &App{s: s, p: p, alg: alg, keys: opts.Keys, authed: map[byte]bool{}, values: map[string][]byte{}}, nil
 }
 
 // Profile is the card's profile.

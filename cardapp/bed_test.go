@@ -117,7 +117,7 @@ func newBed(t *testing.T, image string) *bed {
 	vc.Slot.SetLogf(rec.logf)
 	_, card := vc.Connect(t, rec.trace)
 	return &bed{t: t, vc: vc, sim: sim, card: card, rec: rec, set: set,
-		opts: cardapp.Options{Keys: keys.NewTestKeystore(), TerminalNo: terminalNo, DeviceNo: deviceNo}}
+		opts: cardapp.Options{Keys: keys.NewTestKeystore()}}
 }
 
 // op runs body in one transaction on an identified card, as the station does.

@@ -54,15 +54,14 @@ var (
 // PIN policy errors, checked before any APDU is sent. Their codes are the
 // standard reader interface's (REFERENCE §7).
 var (
-	ErrPINIllegalChars   = &PolicyError{Code: -41, Msg: "a PIN holds digits only"}
-	ErrPINLength         = &PolicyError{Code: -33, Msg: "PIN length out of the card's range"}
-	ErrPINMismatch       = &PolicyError{Code: -34, Msg: "the two PIN entries differ"}
-	ErrPINInitial        = &PolicyError{Code: -36, Msg: "the new PIN may not be the initial PIN"}
-	ErrPINInitialNoUse   = &PolicyError{Code: -35, Msg: "the initial PIN cannot be used to transact: the holder must set a PIN first"}
-	ErrPINSameAsOld      = &PolicyError{Code: -14, Msg: "the new PIN must differ from the old one"}
-	ErrPINMissing        = &PolicyError{Code: -33, Msg: "no PIN given"}
-	ErrPINTriesUnknown   = &PolicyError{Code: -13, Msg: "this card cannot report its PIN tries without spending one"}
-	errPolicyPlaceholder = &PolicyError{}
+	ErrPINIllegalChars = &PolicyError{Code: -41, Msg: "a PIN holds digits only"}
+	ErrPINLength       = &PolicyError{Code: -33, Msg: "PIN length out of the card's range"}
+	ErrPINMismatch     = &PolicyError{Code: -34, Msg: "the two PIN entries differ"}
+	ErrPINInitial      = &PolicyError{Code: -36, Msg: "the new PIN may not be the initial PIN"}
+	ErrPINInitialNoUse = &PolicyError{Code: -35, Msg: "the initial PIN cannot be used to transact: the holder must set a PIN first"}
+	ErrPINSameAsOld    = &PolicyError{Code: -14, Msg: "the new PIN must differ from the old one"}
+	ErrPINMissing      = &PolicyError{Code: -33, Msg: "no PIN given"}
+	ErrPINTriesUnknown = &PolicyError{Code: -13, Msg: "this card cannot report its PIN tries without spending one"}
 )
 
 // PolicyError is a request refused by the station's own rules, before the card saw it.
@@ -72,12 +71,6 @@ type PolicyError struct {
 }
 
 func (e *PolicyError) Error() string { return e.Msg }
-
-// Is matches by code and message so wrapped copies compare equal.
-func (e *PolicyError) Is(target error) bool {
-	t, ok := target.(*PolicyError)
-	return ok && t != errPolicyPlaceholder && t.Code == e.Code && t.Msg == e.Msg
-}
 
 // UnknownCardError reports a card no profile matches, with its ATR (an ATR
 // is not secret: it names the chip, not the holder).

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"ssstation/cardapp/keys"
 	"ssstation/cardapp/records"
 	"ssstation/cardapp/secure"
 	profiles "ssstation/firmware-profiles"
@@ -203,5 +202,3 @@ func commandTitle(name string) string {
 	}
 	return string(b)
 }
-
-var _ keys.Provider = (*keys.SoftwareKeystore)(nil)

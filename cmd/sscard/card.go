@@ -90,7 +90,7 @@ func (ce *cardEnv) attachKeys(ctx context.Context, pc *pcsc.Context) (func(), er
 }
 
 func (ce *cardEnv) options() cardapp.Options {
-	return cardapp.Options{Keys: ce.keys, TerminalNo: ce.cfg.TerminalNo, DeviceNo: ce.cfg.DeviceNo}
+	return cardapp.Options{Keys: ce.keys}
 }
 
 // withCard connects to the card, identifies it and runs body inside one

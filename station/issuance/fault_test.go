@@ -29,12 +29,7 @@ func TestPersonalizePulledAtEveryAPDU(t *testing.T) {
 
 	for i := 1; i <= total; i++ {
 		// A fresh blank card for each pull point.
-		st.vc.Slot.Remove()
-		st.vc.WaitPresence(false, 10e9)
-		st.sim = newSim(t, "blank-v1", st.set)
-		st.vc.Slot.SetCard(st.sim)
-		st.vc.Slot.Insert()
-		st.reconnect()
+		st.freshCard("blank-v1")
 
 		start := st.vc.Slot.Stats().APDUs
 		st.vc.Slot.RemoveAfter(i)
@@ -84,12 +79,7 @@ func TestActivatePulledAtEveryAPDU(t *testing.T) {
 	t.Logf("a clean activation: %d APDUs", total)
 
 	for i := 1; i <= total; i++ {
-		st.vc.Slot.Remove()
-		st.vc.WaitPresence(false, 10e9)
-		st.sim = newSim(t, "delivered-v3", st.set)
-		st.vc.Slot.SetCard(st.sim)
-		st.vc.Slot.Insert()
-		st.reconnect()
+		st.freshCard("delivered-v3")
 
 		start := st.vc.Slot.Stats().APDUs
 		st.vc.Slot.RemoveAfter(i)
@@ -154,12 +144,7 @@ func TestAnswerLostAtEveryAPDU(t *testing.T) {
 		}
 		total := int(st.vc.Slot.Stats().APDUs - before)
 		for i := 1; i <= total; i++ {
-			st.vc.Slot.Remove()
-			st.vc.WaitPresence(false, 10e9)
-			st.sim = newSim(t, "delivered-v2", st.set)
-			st.vc.Slot.SetCard(st.sim)
-			st.vc.Slot.Insert()
-			st.reconnect()
+			st.freshCard("delivered-v2")
 			st.vc.Slot.RemoveDuring(i)
 			_, out, err := st.activate("", holderPIN)
 			if !errors.Is(err, issuance.ErrInterrupted) {
@@ -186,12 +171,7 @@ func TestAnswerLostAtEveryAPDU(t *testing.T) {
 		total := int(st.vc.Slot.Stats().APDUs - before)
 		// The last few APDUs: the final UPDATE RECORDs, the read-back and FINALIZE.
 		for i := total - 16; i <= total; i++ {
-			st.vc.Slot.Remove()
-			st.vc.WaitPresence(false, 10e9)
-			st.sim = newSim(t, "blank-v3", st.set)
-			st.vc.Slot.SetCard(st.sim)
-			st.vc.Slot.Insert()
-			st.reconnect()
+			st.freshCard("blank-v3")
 			st.vc.Slot.RemoveDuring(i)
 			_, out, err := st.personalize("", req, true)
 			if !errors.Is(err, issuance.ErrInterrupted) {
@@ -208,4 +188,15 @@ func TestAnswerLostAtEveryAPDU(t *testing.T) {
 			st.checkHolds(req)
 		}
 	})
+}
+
+// freshCard swaps a new card made from a built-in image into the reader.
+func (st *station) freshCard(image string) {
+	st.t.Helper()
+	st.vc.Slot.Remove()
+	st.vc.WaitPresence(false, 10e9)
+	st.sim = newSim(st.t, image, st.set)
+	st.vc.Slot.SetCard(st.sim)
+	st.vc.Slot.Insert()
+	st.reconnect()
 }

@@ -98,7 +98,7 @@ func newStation(t *testing.T, image string) *station {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { j.Close() })
-	st.runner = &issuance.Runner{Journal: j, Set: set, Opts: cardapp.Options{Keys: psamhost.New(psamCard), TerminalNo: "1", DeviceNo: "1"}}
+	st.runner = &issuance.Runner{Journal: j, Set: set, Opts: cardapp.Options{Keys: psamhost.New(psamCard)}}
 	return st
 }
 
