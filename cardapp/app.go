@@ -78,7 +78,7 @@ func (a *App) selectApp(ctx context.Context) error {
 	}
 	if a.p.Select.MFFirst {
 		// Some cards need the MF selected first; a failure is not fatal
-		// (public issuance code ignores it, REFERENCE §3).
+		// (public issuance code ignores it, card-reference §3).
 		if _, err := a.transmit(ctx, apdu.Command{INS: 0xA4, Data: []byte{0x3F, 0x00}, Name: "SELECT MF"}); err != nil {
 			return err
 		}
@@ -101,7 +101,7 @@ func (a *App) selectApp(ctx context.Context) error {
 }
 
 // algorithmEnvironment finds 9F0C 03 86 01 xx in the SELECT answer
-// (REFERENCE §2); 0 when absent.
+// (card-reference §2); 0 when absent.
 func algorithmEnvironment(fci []byte) byte {
 	i := bytes.Index(fci, []byte{0x9F, 0x0C})
 	if i < 0 || i+6 > len(fci) {
@@ -115,7 +115,7 @@ func algorithmEnvironment(fci []byte) byte {
 }
 
 // AlgorithmName names the algorithm environment of the SELECT answer;
-// absent means 01 (REFERENCE §2).
+// absent means 01 (card-reference §2).
 func AlgorithmName(env byte) string {
 	switch env {
 	case 0, 1:

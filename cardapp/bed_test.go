@@ -9,7 +9,7 @@ import (
 
 	"ssstation/cardapp"
 	"ssstation/cardapp/keys"
-	"ssstation/cmd/cardsim/ssse"
+	"ssstation/internal/cardsim/ssse"
 	profiles "ssstation/firmware-profiles"
 	"ssstation/pcsc"
 	"ssstation/pcsc/pcsctest"

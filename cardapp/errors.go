@@ -52,7 +52,7 @@ var (
 )
 
 // PIN policy errors, checked before any APDU is sent. Their codes are the
-// standard reader interface's (REFERENCE §7).
+// standard reader interface's (card-reference §7).
 var (
 	ErrPINIllegalChars = &PolicyError{Code: -41, Msg: "a PIN holds digits only"}
 	ErrPINLength       = &PolicyError{Code: -33, Msg: "PIN length out of the card's range"}

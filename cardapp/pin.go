@@ -88,7 +88,7 @@ func (a *App) PINTries(ctx context.Context) (*PINStatus, error) {
 }
 
 // VerifyPIN sends one VERIFY. The initial PIN is refused before sending:
-// it cannot be used to transact (REFERENCE §4). After a right PIN the
+// it cannot be used to transact (card-reference §4). After a right PIN the
 // session is asked to reset the card when the operation ends.
 func (a *App) VerifyPIN(ctx context.Context, pin string) error {
 	const op = "verify PIN"

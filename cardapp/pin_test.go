@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"ssstation/cardapp"
-	"ssstation/cmd/cardsim/ssse"
+	"ssstation/internal/cardsim/ssse"
 	"ssstation/pcsc/apdu"
 )
 

@@ -109,7 +109,7 @@ func (b *BasicInfo) String() string {
 	return fmt.Sprintf("card %s (%s, %s) holder %s", b.CardID, b.Profile, b.SpecVersion, MaskedSSN(b.SSN))
 }
 
-// IReadCardBas is the standard reader interface's string (REFERENCE §7):
+// IReadCardBas is the standard reader interface's string (card-reference §7):
 // region | SSN | card number | card id | name | ATR historical bytes |
 // spec version | issue date | expiry date | terminal no | device no |
 // A blank card has its personal fields empty.

@@ -10,7 +10,7 @@ import (
 
 	"ssstation/cardapp"
 	"ssstation/cardapp/keys"
-	"ssstation/cmd/cardsim/ssse"
+	"ssstation/internal/cardsim/ssse"
 	"ssstation/pcsc"
 )
 

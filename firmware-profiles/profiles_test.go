@@ -125,7 +125,7 @@ func TestBuiltinFields(t *testing.T) {
 		if got := strings.Join(p.Quirks, " "); got != w.quirks {
 			t.Errorf("%s: quirks %q", p.Name, got)
 		}
-		// Keys confirmed by REFERENCE §3, and the write access of both files.
+		// Keys confirmed by card-reference §3, and the write access of both files.
 		k := p.Crypto.Keys
 		if k["internal_auth"] != 0x00 || k["read"] != 0x0A || k["write"] != 0x04 || k["reload"] != 0x06 {
 			t.Errorf("%s: keys %v", p.Name, k)
@@ -147,7 +147,7 @@ func TestBuiltinFields(t *testing.T) {
 		if got := strings.Join(p.Activation.Steps, " "); got != "internal_authenticate application_unblock pin_change_from_initial" {
 			t.Errorf("%s: activation %s", p.Name, got)
 		}
-		// EF05 per REFERENCE §2.
+		// EF05 per card-reference §2.
 		for i, r := range []Record{
 			{Number: 1, Tag: 0x01, Item: ItemCardID, Type: "b", Length: 16},
 			{Number: 2, Tag: 0x02, Item: ItemCardType, Type: "an", Length: 1},
@@ -208,7 +208,7 @@ func TestBuiltinFields(t *testing.T) {
 			}
 		}
 	}
-	// Templates as the brief and REFERENCE §3 give them.
+	// Templates as the brief and card-reference §3 give them.
 	for name, text := range map[string]string{
 		CmdApplicationBlockTemporary: "84 1E 00 00 04 {mac}",
 		CmdApplicationBlockPermanent: "84 1E 00 01 04 {mac}",
@@ -507,7 +507,7 @@ func TestParseTemplate(t *testing.T) {
 }
 
 func TestDivInput(t *testing.T) {
-	id := unhexT(t, "639900D15600000500BF7C7A48FB4966") // REFERENCE §7 example
+	id := unhexT(t, "639900D15600000500BF7C7A48FB4966") // card-reference §7 example
 	r, err := DivInput(LevelRegion, id)
 	if err != nil || !bytes.Equal(r, unhexT(t, "639900FFFFFFFFFF")) {
 		t.Errorf("region % X %v", r, err)

@@ -10,8 +10,8 @@ import (
 
 	"github.com/ebfe/scard"
 
-	"ssstation/cmd/cardsim/engine"
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/engine"
+	"ssstation/internal/cardsim/vpcd"
 	"ssstation/pcsc"
 	"ssstation/pcsc/apdu"
 	"ssstation/pcsc/pcsctest"

@@ -21,7 +21,7 @@
 //
 // # Assumptions
 //
-// REFERENCE.md section 5 marks most of the SSSE key handling as unconfirmed.
+// card-reference section 5 marks most of the SSSE key handling as unconfirmed.
 // Each choice below is named so code and profiles can refer to it; change
 // it here (and in the firmware profile) when a real card or specification
 // settles it. The firmware profiles (firmware-profiles/*.yaml) name the
@@ -62,7 +62,7 @@
 // [KeyName] on both algorithms.
 //
 // A6 (key names) [profile A-MAC-KEYS, A-INT-AUTH-FACTOR]. The logical key names ([KeyRKSSSE], [KeyEFWrite], ...)
-// follow the operations in REFERENCE.md sections 3 and 7 (e.g. EXTERNAL
+// follow the operations in card-reference sections 3 and 7 (e.g. EXTERNAL
 // AUTHENTICATE with key `0A` = RKSSSE before reading, `04` before writing
 // EF06, `06` before PIN reload). Which physical card key each one is, and
 // whether INTERNAL AUTHENTICATE's 8-byte factor is one more diversification

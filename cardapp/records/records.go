@@ -1,6 +1,6 @@
 // Package records encodes and decodes the SSSE record files' values: each
 // record is one simple TLV (tag, length, value), and each value has a type
-// (REFERENCE §2): cn is BCD, left-aligned, padded with F; an is text padded
+// (card-reference §2): cn is BCD, left-aligned, padded with F; an is text padded
 // with 00, names in GBK; b is binary. The host (reading, personalizing) and
 // the virtual card (building its images) share it.
 package records

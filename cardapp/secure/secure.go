@@ -86,7 +86,7 @@ func ParsePINBlock(b []byte) (string, error) {
 }
 
 // EncodePIN packs decimal digits two to a byte, an odd count padded with F
-// (REFERENCE §3: VERIFY 00 20 00 00 03 12 34 56). It never echoes the PIN
+// (card-reference §3: VERIFY 00 20 00 00 03 12 34 56). It never echoes the PIN
 // in an error.
 func EncodePIN(pin string) ([]byte, error) {
 	if pin == "" {

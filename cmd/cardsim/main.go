@@ -24,11 +24,11 @@ import (
 	"sync"
 	"syscall"
 
-	"ssstation/cmd/cardsim/control"
-	"ssstation/cmd/cardsim/engine"
-	"ssstation/cmd/cardsim/psam"
-	"ssstation/cmd/cardsim/ssse"
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/control"
+	"ssstation/internal/cardsim/engine"
+	"ssstation/internal/cardsim/psam"
+	"ssstation/internal/cardsim/ssse"
+	"ssstation/internal/cardsim/vpcd"
 	profiles "ssstation/firmware-profiles"
 )
 

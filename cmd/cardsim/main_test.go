@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"ssstation/cmd/cardsim/engine"
+	"ssstation/internal/cardsim/engine"
 	"ssstation/pcsc/apdu"
 )
 

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"ssstation/cmd/cardsim/engine"
-	"ssstation/cmd/cardsim/ssse"
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/engine"
+	"ssstation/internal/cardsim/ssse"
+	"ssstation/internal/cardsim/vpcd"
 	"ssstation/pcsc/pcsctest"
 )
 

@@ -7,7 +7,7 @@ import "fmt"
 // with errors.Is against the sentinels below or inspected with errors.As.
 type StatusWord uint16
 
-// Status words the station meets (ISO/IEC 7816-4 §5.6, PBOC, REFERENCE §3).
+// Status words the station meets (ISO/IEC 7816-4 §5.6, PBOC, card-reference §3).
 const (
 	SWOK                       StatusWord = 0x9000
 	SWWarningFileInvalidated   StatusWord = 0x6283 // selected file invalidated (blocked application)

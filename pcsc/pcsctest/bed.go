@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/vpcd"
 	"ssstation/pcsc"
 )
 

@@ -19,7 +19,7 @@ const DefaultPath = "/etc/ssstation/station.json"
 
 // Config is the station's configuration.
 type Config struct {
-	// TerminalNo and DeviceNo close every iReadCardBas string (REFERENCE §7).
+	// TerminalNo and DeviceNo close every iReadCardBas string (card-reference §7).
 	TerminalNo string `json:"terminal_no"`
 	DeviceNo   string `json:"device_no"`
 	// ProfilesDir overrides and extends the built-in firmware profiles.

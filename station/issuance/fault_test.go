@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"ssstation/cardapp"
-	"ssstation/cmd/cardsim/ssse"
+	"ssstation/internal/cardsim/ssse"
 	"ssstation/station/issuance"
 	"ssstation/station/journal"
 )

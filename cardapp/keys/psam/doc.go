@@ -1,5 +1,5 @@
 // Package psam is the [keys.Provider] whose keys live in a PSAM card in a
-// second reader (REFERENCE.md §5: keys never leave the PSAM). The host sends
+// second reader (card-reference §5: keys never leave the PSAM). The host sends
 // the key's slot, the diversification factors and the data; the PSAM
 // diversifies its master key, computes the cryptogram or MAC and forgets
 // the session key. See docs/psam.md.
@@ -17,7 +17,7 @@
 //
 // The (usage, index) pair addressing each logical key comes from a [Table]:
 // [KeyTable] by default (project-defined codes), or a deployment's own
-// loaded with [LoadKeyTable]. The virtual PSAM in cmd/cardsim/psam uses the
+// loaded with [LoadKeyTable]. The virtual PSAM in internal/cardsim/psam uses the
 // same table and constants.
 //
 // # Wiring

@@ -7,11 +7,11 @@ import (
 )
 
 // The project-defined PSAM command set (docs/psam.md). The host Provider
-// builds these commands and the virtual PSAM (cmd/cardsim/psam) answers
+// builds these commands and the virtual PSAM (internal/cardsim/psam) answers
 // them, so both sides share these values.
 const (
 	// AIDHex is the PSAM application's AID: D156000005 (the SSSE RID family,
-	// REFERENCE.md §2) followed by ASCII "PSAM". Project-defined.
+	// card-reference §2) followed by ASCII "PSAM". Project-defined.
 	AIDHex = "D1560000055053414D"
 
 	// ClaISO is the class of SELECT and READ BINARY; ClaProprietary the

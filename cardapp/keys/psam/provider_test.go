@@ -12,7 +12,7 @@ import (
 
 	"ssstation/cardapp/keys"
 	"ssstation/cardapp/keys/psam"
-	simpsam "ssstation/cmd/cardsim/psam"
+	simpsam "ssstation/internal/cardsim/psam"
 	"ssstation/pcsc"
 	"ssstation/pcsc/apdu"
 )

@@ -69,7 +69,7 @@ const (
 
 // KeyTable is the project-defined default key table: every
 // [keys.KnownKeyNames] name on 3DES (index 01) and SM4 (index 02), with the
-// usage codes above. The virtual PSAM (cmd/cardsim/psam) and [New] use it
+// usage codes above. The virtual PSAM (internal/cardsim/psam) and [New] use it
 // unless told otherwise. Treat it as read-only: build a deployment's own
 // table with [LoadKeyTable] or [ParseKeyTable] and pass it with
 // [WithKeyTable].

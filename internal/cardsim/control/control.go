@@ -30,7 +30,7 @@ import (
 	"sync"
 	"time"
 
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/vpcd"
 )
 
 // Port is the port number of a slot's vpcd address, 0 if it has none.

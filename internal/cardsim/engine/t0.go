@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"sync"
 
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/vpcd"
 	"ssstation/pcsc/apdu"
 )
 

@@ -29,7 +29,7 @@ import (
 	"strings"
 	"sync"
 
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/vpcd"
 	"ssstation/pcsc/apdu"
 )
 
@@ -137,7 +137,7 @@ func (p *PINState) Set(digits string) error {
 func (p *PINState) Unblock() { p.Left = p.MaxTries }
 
 // EncodePIN packs decimal digits as BCD, two per byte, padding an odd count
-// with F (REFERENCE §3: "12345" -> 12 34 5F).
+// with F (card-reference §3: "12345" -> 12 34 5F).
 func EncodePIN(digits string) ([]byte, error) {
 	if len(digits) == 0 || len(digits) > 16 {
 		return nil, fmt.Errorf("PIN of %d digits: want 1..16", len(digits))

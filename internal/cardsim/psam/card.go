@@ -21,8 +21,8 @@ import (
 
 	"ssstation/cardapp/keys"
 	hostpsam "ssstation/cardapp/keys/psam"
-	"ssstation/cmd/cardsim/engine"
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/engine"
+	"ssstation/internal/cardsim/vpcd"
 	"ssstation/pcsc/apdu"
 )
 

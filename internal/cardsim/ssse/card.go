@@ -1,5 +1,5 @@
 // Package ssse is the simulator's social security (SSSE) card: the generic
-// ISO/IEC 7816-4 engine (cmd/cardsim/engine) driven by a firmware profile
+// ISO/IEC 7816-4 engine (internal/cardsim/engine) driven by a firmware profile
 // (firmware-profiles) and a card image (blank or personalized), answering
 // the SSSE application's commands the way the host side (cardapp) sends
 // them. The formats are shared, never re-implemented: records for the
@@ -46,8 +46,8 @@ import (
 	"ssstation/cardapp/keys"
 	"ssstation/cardapp/records"
 	"ssstation/cardapp/secure"
-	"ssstation/cmd/cardsim/engine"
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/engine"
+	"ssstation/internal/cardsim/vpcd"
 	profiles "ssstation/firmware-profiles"
 	"ssstation/pcsc/apdu"
 )
@@ -431,7 +431,7 @@ func profileATR(p *profiles.Profile) ([]byte, error) {
 }
 
 // ssseFCI is the answer to SELECT SSSE: 6F { 84 AID, A5 { 9F0C 03 86 01 xx } }
-// with xx the algorithm environment (REFERENCE §2: 01 DES/3DES, 03 SM4).
+// with xx the algorithm environment (card-reference §2: 01 DES/3DES, 03 SM4).
 func ssseFCI(aid []byte, alg keys.Algorithm) []byte {
 	env := byte(0x01)
 	if alg == keys.SM4 {
@@ -489,7 +489,7 @@ func (c *Card) buildEngine(recs map[string]map[int][]byte) error {
 		efs = append(efs, n)
 	}
 	if !haveEF07 {
-		// Not in the profiles: fingerprint, key-protected (REFERENCE §2);
+		// Not in the profiles: fingerprint, key-protected (card-reference §2);
 		// read with the read key, written with the write key.
 		efs = append(efs, engine.Node{
 			Type: "ef", FID: "EF07", SFI: 7, Structure: "transparent", Size: c.fingerprintSize(),

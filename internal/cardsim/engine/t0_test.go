@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"ssstation/cmd/cardsim/engine"
+	"ssstation/internal/cardsim/engine"
 )
 
 func TestT0GetResponse(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"ssstation/cmd/cardsim/engine"
+	"ssstation/internal/cardsim/engine"
 )
 
 func TestParseATR(t *testing.T) {

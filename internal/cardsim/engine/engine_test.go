@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"ssstation/cmd/cardsim/engine"
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/engine"
+	"ssstation/internal/cardsim/vpcd"
 	"ssstation/pcsc/apdu"
 )
 

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/vpcd"
 )
 
 func mustHex(t *testing.T, s string) []byte {

@@ -66,7 +66,7 @@ var defaultImageJSON []byte
 func DefaultImageJSON() []byte { return append([]byte(nil), defaultImageJSON...) }
 
 // DefaultImage is the card used when no image is given: a social security
-// card laid out like REFERENCE §2 (spec version 2.00, fictional holder).
+// card laid out like card-reference §2 (spec version 2.00, fictional holder).
 func DefaultImage() *Image {
 	img, err := ParseImage(defaultImageJSON)
 	if err != nil {

@@ -14,8 +14,8 @@ import (
 
 	"ssstation/cardapp/keys"
 	hostpsam "ssstation/cardapp/keys/psam"
-	"ssstation/cmd/cardsim/engine"
-	"ssstation/cmd/cardsim/psam"
+	"ssstation/internal/cardsim/engine"
+	"ssstation/internal/cardsim/psam"
 	"ssstation/pcsc/apdu"
 	"ssstation/pcsc/atr"
 )

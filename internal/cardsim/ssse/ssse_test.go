@@ -13,7 +13,7 @@ import (
 	"ssstation/cardapp/keys"
 	"ssstation/cardapp/records"
 	"ssstation/cardapp/secure"
-	"ssstation/cmd/cardsim/engine"
+	"ssstation/internal/cardsim/engine"
 	profiles "ssstation/firmware-profiles"
 	"ssstation/pcsc/apdu"
 )

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"ssstation/cmd/cardsim/control"
-	"ssstation/cmd/cardsim/engine"
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/control"
+	"ssstation/internal/cardsim/engine"
+	"ssstation/internal/cardsim/vpcd"
 )
 
 func newSlots(t *testing.T, addrs ...string) []*vpcd.Slot {

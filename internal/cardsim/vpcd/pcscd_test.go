@@ -11,8 +11,8 @@ import (
 
 	"github.com/ebfe/scard"
 
-	"ssstation/cmd/cardsim/engine"
-	"ssstation/cmd/cardsim/vpcd"
+	"ssstation/internal/cardsim/engine"
+	"ssstation/internal/cardsim/vpcd"
 	"ssstation/pcsc/pcsctest"
 )
 
