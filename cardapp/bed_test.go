@@ -9,8 +9,8 @@ import (
 
 	"ssstation/cardapp"
 	"ssstation/cardapp/keys"
-	"ssstation/internal/cardsim/ssse"
 	profiles "ssstation/firmware-profiles"
+	"ssstation/internal/cardsim/ssse"
 	"ssstation/pcsc"
 	"ssstation/pcsc/pcsctest"
 )

@@ -24,12 +24,12 @@ import (
 	"sync"
 	"syscall"
 
+	profiles "ssstation/firmware-profiles"
 	"ssstation/internal/cardsim/control"
 	"ssstation/internal/cardsim/engine"
 	"ssstation/internal/cardsim/psam"
 	"ssstation/internal/cardsim/ssse"
 	"ssstation/internal/cardsim/vpcd"
-	profiles "ssstation/firmware-profiles"
 )
 
 // options are the parsed command line. New flags add a field here and a

@@ -46,9 +46,9 @@ import (
 	"ssstation/cardapp/keys"
 	"ssstation/cardapp/records"
 	"ssstation/cardapp/secure"
+	profiles "ssstation/firmware-profiles"
 	"ssstation/internal/cardsim/engine"
 	"ssstation/internal/cardsim/vpcd"
-	profiles "ssstation/firmware-profiles"
 	"ssstation/pcsc/apdu"
 )
 

@@ -13,8 +13,8 @@ import (
 	"ssstation/cardapp/keys"
 	"ssstation/cardapp/records"
 	"ssstation/cardapp/secure"
-	"ssstation/internal/cardsim/engine"
 	profiles "ssstation/firmware-profiles"
+	"ssstation/internal/cardsim/engine"
 	"ssstation/pcsc/apdu"
 )
 
