@@ -6,7 +6,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin
 
-.PHONY: all build deps pcscd test test-short bench fuzz demo clean
+.PHONY: all build deps pcscd test test-repeat test-short bench fuzz demo clean
 
 all: build
 
@@ -24,6 +24,13 @@ build: deps
 test: pcscd
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The suite N times in a row (default 5), to prove it does not flake:
+#   make test-repeat N=10
+N ?= 5
+test-repeat: pcscd
+	$(GO) vet ./...
+	$(GO) test -race -count=$(N) -timeout 90m ./...
 
 bench: pcscd
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./pcsc/

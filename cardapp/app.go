@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"ssstation/cardapp/keys"
 	profiles "ssstation/firmware-profiles"
@@ -43,12 +44,18 @@ type App struct {
 	cardID  []byte            // EF05 record 1, once read
 	values  map[string][]byte // record values read in this operation, by item
 	algEnv  byte              // 9F0C algorithm environment from the SELECT answer (0 if absent)
+	ident   *Identification   // how Identify chose the profile (nil for NewApp)
+	now     func() time.Time
 }
 
 // Options are the station settings operations need.
 type Options struct {
-	// Keys computes cryptograms and MACs (software keystore or PSAM).
+	// Keys computes cryptograms and MACs (software keystore or PSAM). Nil
+	// (or keys.None): reads work, genuineness is not checked and key
+	// operations refuse.
 	Keys keys.Provider
+	// Now is the station's clock for expiry checks (nil: time.Now).
+	Now func() time.Time
 }
 
 // NewApp starts an operation on a card known to be of profile p.
@@ -57,8 +64,15 @@ func NewApp(s Session, p *profiles.Profile, opts Options) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 	}
-	return &App{s: s, p: p, alg: alg, keys: opts.Keys, authed: map[byte]bool{}, values: map[string][]byte{}}, nil
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &App{s: s, p: p, alg: alg, keys: opts.Keys, authed: map[byte]bool{}, values: map[string][]byte{}, now: now}, nil
 }
+
+// hasKeys reports whether a key provider is configured.
+func (a *App) hasKeys() bool { return keys.Ready(a.keys) == nil }
 
 // Profile is the card's profile.
 func (a *App) Profile() *profiles.Profile { return a.p }
@@ -214,8 +228,11 @@ func (a *App) externalAuth(ctx context.Context, kk byte) error {
 	if role == "" || !ok {
 		return fmt.Errorf("profile %s names no key holder key for card key %02X", a.p.Name, kk)
 	}
-	if a.keys == nil {
-		return fmt.Errorf("no key provider configured for card key %02X", kk)
+	if !a.hasKeys() {
+		if role == "read" {
+			return fmt.Errorf("card key %02X: %w", kk, ErrNoReadKey)
+		}
+		return fmt.Errorf("card key %02X: %w", kk, keys.ErrNoProvider)
 	}
 	req, err := a.request(ctx, holder)
 	if err != nil {
@@ -269,24 +286,38 @@ func (a *App) readRecord(ctx context.Context, item string) ([]byte, error) {
 	case profiles.AccessNever:
 		return nil, fmt.Errorf("%w: %s is never readable", ErrSecurityStatus, item)
 	}
-	if err := a.selectEF(ctx, file); err != nil {
+	f := a.p.Files[file]
+	if f.SelectsEF() {
+		if err := a.selectEF(ctx, file); err != nil {
+			return nil, err
+		}
+	} else if err := a.selectApp(ctx); err != nil {
 		return nil, err
 	}
+	// By record identifier and SFI (the real card's coding), by tag in the
+	// current EF, or by number: the profile's read_by (card-reference §2, §9).
+	p1, p2 := f.ReadCommand(rec)
 	// Personal data (EF06: name, ID number, birth data) never reaches a
 	// trace: the read is marked sensitive and its answer is redacted.
-	resp, err := a.transmit(ctx, apdu.Command{INS: 0xB2, P1: byte(rec.Number), P2: 0x04, Ne: rec.Length + 2, Sensitive: file == "EF06", Name: "READ RECORD " + item})
+	resp, err := a.transmit(ctx, apdu.Command{INS: 0xB2, P1: p1, P2: p2, Ne: rec.Length + 2, Sensitive: file == "EF06", Name: "READ RECORD " + item})
 	if err != nil {
 		return nil, err
+	}
+	if !f.SelectsEF() {
+		// A read by SFI makes that EF the current one (ISO/IEC 7816-4):
+		// forget what we thought was selected, so that a later UPDATE
+		// RECORD in the current EF selects its file again.
+		a.current = ""
 	}
 	if !resp.SW.OK() {
 		return nil, statusError(resp.SW)
 	}
 	if len(resp.Data) < 2 || resp.Data[0] != rec.Tag {
-		return nil, fmt.Errorf("%s record %d: expected tag %02X, got % X", file, rec.Number, rec.Tag, firstBytes(resp.Data, 2))
+		return nil, fmt.Errorf("%s %s: expected tag %02X, got % X", file, item, rec.Tag, firstBytes(resp.Data, 2))
 	}
 	n := int(resp.Data[1])
 	if 2+n > len(resp.Data) {
-		return nil, fmt.Errorf("%s record %d: tag %02X announces %d bytes but %d follow", file, rec.Number, rec.Tag, n, len(resp.Data)-2)
+		return nil, fmt.Errorf("%s %s: tag %02X announces %d bytes but %d follow", file, item, rec.Tag, n, len(resp.Data)-2)
 	}
 	v := append([]byte(nil), resp.Data[2:2+n]...)
 	a.values[item] = v
@@ -313,7 +344,7 @@ func (a *App) CardID(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	if len(v) != 16 {
-		return nil, fmt.Errorf("card identification code of %d bytes, want 16", len(v))
+		return nil, fmt.Errorf("%w: %d bytes, want 16", ErrCardIDMalformed, len(v))
 	}
 	a.cardID = append([]byte(nil), v...)
 	return a.cardID, nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"ssstation/cardapp/keys"
 	"ssstation/pcsc/apdu"
 )
 
@@ -49,6 +50,10 @@ var (
 	ErrUnknownCard        = errors.New("not a known social security card")
 	ErrCardNotGenuine     = errors.New("internal authentication failed: the card is not genuine (-21)")
 	ErrCardExpired        = errors.New("card expired")
+	ErrCardIDMalformed    = errors.New("card identification code malformed")
+	// ErrNoReadKey: a record guarded by RKSSSE (EF06 on 3.0 cards) and no key
+	// provider to authenticate with; it also matches keys.ErrNoProvider.
+	ErrNoReadKey = fmt.Errorf("the card's personal data needs the RKSSSE key: %w", keys.ErrNoProvider)
 )
 
 // PIN policy errors, checked before any APDU is sent. Their codes are the

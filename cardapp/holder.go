@@ -8,6 +8,7 @@ import (
 
 	"ssstation/cardapp/records"
 	profiles "ssstation/firmware-profiles"
+	"ssstation/internal/strictjson"
 )
 
 // PersonalizeRequest is what a blank card is written with. The card's own
@@ -107,6 +108,8 @@ func plan(p *profiles.Profile, req *PersonalizeRequest) ([]write, error) {
 		probs = append(probs, FieldProblem{Field: field, Msg: fmt.Sprintf(format, args...)})
 	}
 	h, c := req.Holder, req.Card
+	// Names are written without the spaces a form or a file adds around them.
+	h.Name = strings.TrimSpace(h.Name)
 
 	if err := CheckCitizenID(h.SSN); err != nil {
 		bad("holder.ssn", "%v", err)
@@ -128,6 +131,14 @@ func plan(p *profiles.Profile, req *PersonalizeRequest) ([]write, error) {
 	}
 	if c.IssueDate != "" && c.ExpiryDate != "" && c.ExpiryDate <= c.IssueDate {
 		bad("card.expiry_date", "must be after the issue date")
+	}
+	if _, err := time.Parse("20060102", h.BirthDate); err == nil {
+		if h.BirthDate >= time.Now().Format("20060102") {
+			bad("holder.birth_date", "must lie in the past")
+		}
+		if c.IssueDate != "" && h.BirthDate >= c.IssueDate {
+			bad("holder.birth_date", "must be before the card's issue date")
+		}
 	}
 	if strings.TrimSpace(h.Name) == "" {
 		bad("holder.name", "is empty")
@@ -185,12 +196,18 @@ func plan(p *profiles.Profile, req *PersonalizeRequest) ([]write, error) {
 				bad(r.Item, "the profile has a record this station does not know how to fill")
 				continue
 			}
+			field := "holder." + r.Item
+			if fname == "EF05" {
+				field = "card." + r.Item
+			}
+			if r.Type == records.TypeText {
+				if err := CheckText(v); err != nil {
+					bad(field, "%v", err)
+					continue
+				}
+			}
 			enc, err := records.Encode(r.Type, r.Length, v)
 			if err != nil {
-				field := "holder." + r.Item
-				if fname == "EF05" {
-					field = "card." + r.Item
-				}
 				if errors.Is(err, records.ErrTooLong) {
 					bad(field, "too long for its %d-byte field", r.Length)
 				} else {
@@ -205,6 +222,44 @@ func plan(p *profiles.Profile, req *PersonalizeRequest) ([]write, error) {
 		return nil, &ValidationError{Problems: probs}
 	}
 	return out, nil
+}
+
+// CheckText refuses what must never be written into an "an" (text) record:
+// the field separator '|' of the iReadCardBas string (card-reference §7), a
+// control character (terminal escape sequences start with one) and the
+// Unicode bidirectional controls, which reorder what a screen shows. The
+// error names the position, never the value.
+func CheckText(v string) error {
+	for i, r := range []rune(v) {
+		switch {
+		case r == '|':
+			return fmt.Errorf("character %d is '|', the separator of the iReadCardBas string", i+1)
+		case r < 0x20 || r == 0x7F || (r >= 0x80 && r < 0xA0):
+			return fmt.Errorf("character %d is a control character (U+%04X)", i+1, r)
+		case r == 0x200E || r == 0x200F || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) || r == 0xFEFF:
+			return fmt.Errorf("character %d is an invisible formatting character (U+%04X)", i+1, r)
+		}
+	}
+	return nil
+}
+
+// maxRequestSize bounds a holder file: a request is a few hundred bytes.
+const maxRequestSize = 64 << 10
+
+// DecodeRequest reads a personalization request (a holder file or a
+// request body) strictly: one JSON document, no key twice (in any case),
+// no unknown key, no byte order mark. Errors give a line and column and
+// never quote a value. It does not validate the values: [ValidateRequest]
+// does, against the card's profile.
+func DecodeRequest(b []byte) (*PersonalizeRequest, error) {
+	if len(b) > maxRequestSize {
+		return nil, fmt.Errorf("%d bytes, more than the %d a personalization request may have", len(b), maxRequestSize)
+	}
+	var req PersonalizeRequest
+	if err := strictjson.Decode(b, &req); err != nil {
+		return nil, err
+	}
+	return &req, nil
 }
 
 // ValidateRequest checks a request against a profile without touching a card.

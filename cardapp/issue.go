@@ -6,36 +6,54 @@ import (
 	"errors"
 	"fmt"
 
+	"ssstation/cardapp/keys"
 	profiles "ssstation/firmware-profiles"
 	"ssstation/pcsc/apdu"
 )
 
 // Steps records the progress of a multi-step operation so that a card
-// pulled at any step can resume: station/journal implements it over bbolt.
-// Start is recorded before a step runs and Finish after; Done reports a
-// step finished in an earlier attempt of the same operation.
+// pulled at any step can resume: station/issuance implements it over
+// station/journal. Steps are named by a stable ID (e.g. "update:EF06:2")
+// and shown by a display name. Start is recorded before a step runs and
+// Finish after; Done reports a step finished in an earlier attempt of the
+// same operation, Pending one started and never finished.
 type Steps interface {
-	Done(step string) bool
+	Done(id string) bool
 	// Pending reports a step started in an earlier attempt and never
 	// finished: the card may or may not have carried it out.
-	Pending(step string) bool
-	Start(step string, index int) error
-	Finish(step string, index int, detail string) error
+	Pending(id string) bool
+	Start(id string, index int, name string) error
+	Finish(id string, detail string) error
+	// RememberPIN keeps a keyed digest of a PIN the next step sets, so
+	// that a resume after a lost answer can tell the same PIN is typed
+	// again; ForgetPIN drops it once the step settled.
+	RememberPIN(pin string) error
+	ForgetPIN() error
 }
 
 // noSteps is the journal of an operation nobody records.
 type noSteps struct{}
 
-func (noSteps) Done(string) bool                 { return false }
-func (noSteps) Pending(string) bool              { return false }
-func (noSteps) Start(string, int) error          { return nil }
-func (noSteps) Finish(string, int, string) error { return nil }
+func (noSteps) Done(string) bool                { return false }
+func (noSteps) Pending(string) bool             { return false }
+func (noSteps) Start(string, int, string) error { return nil }
+func (noSteps) Finish(string, string) error     { return nil }
+func (noSteps) RememberPIN(string) error        { return nil }
+func (noSteps) ForgetPIN() error                { return nil }
 func stepsOrNone(s Steps) Steps {
 	if s == nil {
 		return noSteps{}
 	}
 	return s
 }
+
+// JournalError is a failure to record a step (a full disk, a journal
+// taken over by another attempt): the card's state is then not what the
+// journal says, so the operation is interrupted, never failed.
+type JournalError struct{ Err error }
+
+func (e *JournalError) Error() string { return "journal: " + e.Err.Error() }
+func (e *JournalError) Unwrap() error { return e.Err }
 
 // Progress, when set in the context with WithProgress, hears each step as
 // it starts: the CLI prints it, the daemon sends it as an event.
@@ -55,31 +73,44 @@ func progressOf(ctx context.Context) Progress {
 	return func(int, int, string) {}
 }
 
-// run executes one recorded step.
-func runStep(ctx context.Context, j Steps, idx, total int, name string, fn func() (string, error)) error {
-	progressOf(ctx)(idx, total, name)
-	if err := j.Start(name, idx); err != nil {
-		return fmt.Errorf("journal: %w", err)
+// Step is one recorded step: a stable ID the journal matches on, and the
+// name people read.
+type Step struct{ ID, Name string }
+
+// runStep executes one recorded step.
+func runStep(ctx context.Context, j Steps, idx, total int, st Step, fn func() (string, error)) error {
+	progressOf(ctx)(idx, total, st.Name)
+	// A cancel (Ctrl-C, SIGTERM) between steps stops before the next one
+	// is recorded or sent.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := j.Start(st.ID, idx, st.Name); err != nil {
+		return &JournalError{err}
 	}
 	detail, err := fn()
 	if err != nil {
-		return fmt.Errorf("step %d (%s): %w", idx, name, err)
+		return fmt.Errorf("step %d (%s): %w", idx, st.Name, err)
 	}
-	if err := j.Finish(name, idx, detail); err != nil {
-		return fmt.Errorf("journal: %w", err)
+	if err := j.Finish(st.ID, detail); err != nil {
+		return &JournalError{err}
 	}
 	return nil
 }
 
-// Step names, as recorded in the journal.
-const (
-	StepVerifyGenuine = "verify card genuine"
-	StepAuthWrite     = "authenticate write key"
-	StepReadBack      = "read back and compare"
-	StepFinalize      = "finalize (lock personalization)"
-	StepUnblockApp    = "release transport lock"
-	StepSetPIN        = "set holder PIN"
+// The steps, as recorded in the journal. Their IDs never change; their
+// names may.
+var (
+	StepVerifyGenuine = Step{"internal-auth", "verify card genuine"}
+	StepAuthWrite     = Step{"external-auth:write", "authenticate write key"}
+	StepReadBack      = Step{"read-back", "read back and compare"}
+	StepFinalize      = Step{"finalize", "finalize (lock personalization)"}
+	StepUnblockApp    = Step{"transport-unlock", "release transport lock"}
+	StepSetPIN        = Step{"pin:change-initial", "set holder PIN"}
 )
+
+// StepBlock is the step of a block of that kind.
+func StepBlock(kind BlockKind) Step { return Step{"block:" + string(kind), "block " + string(kind)} }
 
 // ErrAlreadyFinalized is returned when a finalized (locked) card is asked
 // to take personalization again: the card refuses it too (6985).
@@ -95,8 +126,8 @@ type PersonalizeResult struct {
 	Locked   bool   `json:"locked"`
 }
 
-func updateStepName(w write) string {
-	return fmt.Sprintf("update %s record %d (%s)", w.File, w.Rec.Number, w.Rec.Item)
+func updateStep(w write) Step {
+	return Step{fmt.Sprintf("update:%s:%d", w.File, w.Rec.Number), fmt.Sprintf("update %s record %d (%s)", w.File, w.Rec.Number, w.Rec.Item)}
 }
 
 // Personalize writes a holder's data to a blank (or half-written) card
@@ -138,15 +169,15 @@ func (a *App) personalize(ctx context.Context, req *PersonalizeRequest, lock boo
 	}
 	for _, w := range writes {
 		idx++
-		name := updateStepName(w)
-		if j.Done(name) {
+		st := updateStep(w)
+		if j.Done(st.ID) {
 			// Finished in an earlier attempt; UPDATE RECORD is repeatable,
 			// but there is no need, and the read-back checks it anyway.
 			res.Skipped++
 			continue
 		}
 		w := w
-		if err := runStep(ctx, j, idx, total, name, func() (string, error) { return "", a.updateRecord(ctx, w) }); err != nil {
+		if err := runStep(ctx, j, idx, total, st, func() (string, error) { return "", a.updateRecord(ctx, w) }); err != nil {
 			if errors.Is(err, ErrConditions) {
 				return nil, fmt.Errorf("%w (%v)", ErrAlreadyFinalized, err)
 			}
@@ -160,12 +191,22 @@ func (a *App) personalize(ctx context.Context, req *PersonalizeRequest, lock boo
 	}
 	if lock {
 		idx++
-		if err := runStep(ctx, j, idx, total, StepFinalize, func() (string, error) { return a.finalizeOnce(ctx, j) }); err != nil {
+		if err := a.finalizeStep(ctx, j, idx, total); err != nil {
 			return nil, err
 		}
 		res.Locked = true
 	}
 	return res, nil
+}
+
+// finalizeStep is the recorded FINALIZE, skipped when an earlier attempt
+// finished it: the card refuses a second one (6985).
+func (a *App) finalizeStep(ctx context.Context, j Steps, idx, total int) error {
+	if j.Done(StepFinalize.ID) {
+		progressOf(ctx)(idx, total, StepFinalize.Name+" (done in an earlier attempt)")
+		return nil
+	}
+	return runStep(ctx, j, idx, total, StepFinalize, func() (string, error) { return a.finalizeOnce(ctx, j) })
 }
 
 // finalizeOnce finalizes, knowing that an earlier attempt may have done it
@@ -174,7 +215,7 @@ func (a *App) personalize(ctx context.Context, req *PersonalizeRequest, lock boo
 // pending and the data just read back equal, that refusal means "done".
 func (a *App) finalizeOnce(ctx context.Context, j Steps) (string, error) {
 	err := a.finalize(ctx)
-	if err != nil && errors.Is(err, ErrConditions) && j.Pending(StepFinalize) {
+	if err != nil && errors.Is(err, ErrConditions) && j.Pending(StepFinalize.ID) {
 		return "finalized in the interrupted attempt (the card refuses a second finalization)", nil
 	}
 	return "", err
@@ -257,7 +298,7 @@ func (a *App) lock(ctx context.Context, req *PersonalizeRequest, j Steps) (*Pers
 	if err := a.readBackStep(ctx, j, 1, 2, writes, res); err != nil {
 		return nil, err
 	}
-	if err := runStep(ctx, j, 2, 2, StepFinalize, func() (string, error) { return a.finalizeOnce(ctx, j) }); err != nil {
+	if err := a.finalizeStep(ctx, j, 2, 2); err != nil {
 		return nil, err
 	}
 	res.Locked = true
@@ -266,39 +307,70 @@ func (a *App) lock(ctx context.Context, req *PersonalizeRequest, j Steps) (*Pers
 
 // ActivateResult says what activation did.
 type ActivateResult struct {
-	CardID        string `json:"card_id"`
-	AlreadyActive bool   `json:"already_active"`
-	Unblocked     bool   `json:"transport_lock_released"`
-	PINSet        bool   `json:"pin_set"`
+	CardID string `json:"card_id"`
+	// AlreadyActive: the holder's PIN was set before this operation, on
+	// positive evidence only (Evidence says which).
+	AlreadyActive bool `json:"already_active"`
+	// Evidence for AlreadyActive: "journal" (this card's journal shows the
+	// PIN step done) or "card" (the card refused the initial PIN with 63Cx).
+	Evidence  string `json:"evidence,omitempty"`
+	Unblocked bool   `json:"transport_lock_released"`
+	PINSet    bool   `json:"pin_set"`
+	// SetEarlier: the PIN was set by an interrupted attempt of this
+	// operation whose answer was lost (the card refuses the initial PIN).
+	SetEarlier bool `json:"pin_set_in_interrupted_attempt,omitempty"`
+	// TriesLeft is the PIN try counter the card reported, when a refused
+	// PIN told it (nil otherwise). A right PIN restores it.
+	TriesLeft *int `json:"tries_left,omitempty"`
 }
 
-// Activate makes a delivered card usable: INTERNAL AUTHENTICATE (the card
-// is genuine), the profile's enabling step (APPLICATION UNBLOCK of the
-// transport lock, assumption A-ACTIVATION), and the holder's first PIN
-// in place of the initial one. A card already active gets AlreadyActive
-// and nothing is written. resume is true when the journal holds an
-// unfinished activation of this card: the PIN step is then still due even
-// though the transport lock is gone.
-func (a *App) Activate(ctx context.Context, newPIN, confirm string, j Steps, resume bool) (*ActivateResult, error) {
-	res, err := a.activate(ctx, newPIN, confirm, stepsOrNone(j), resume)
+// ErrLastTry: the card has one PIN try left (or cannot say, and the step
+// must guess): the station does not guess which PIN the card holds, since
+// a wrong guess would block it. The operation stays resumable; the PIN is
+// reloaded or unblocked at a bank counter first.
+var ErrLastTry = errors.New("the card has one PIN try left: the station will not guess which PIN it holds (reload or unblock the PIN at a bank counter first)")
+
+// Activate makes a delivered card usable, as counters do it (card-reference
+// §1, §4, §9): INTERNAL AUTHENTICATE proves the card genuine, then CHANGE
+// PIN replaces the initial PIN by the holder's. Only a profile with
+// activation.transport_lock releases a transport lock (APPLICATION
+// UNBLOCK) first; without it a blocked application is refused.
+//
+// The card is reported already active only on positive evidence: the
+// journal shows this card's PIN step done (no APDU spends a try), or the
+// card refuses the initial PIN with 63Cx (the tries left are reported).
+// A PIN step that an earlier attempt started and never finished (its
+// answer lost) is resumed with the PIN typed the first time (the caller
+// checks it against the journal's keyed digest before calling): CHANGE
+// PIN from the initial PIN either succeeds (the card still held it) or is
+// refused because the lost command took effect. That spends at most one
+// try, and none when the card says one is left (ErrLastTry, nothing sent).
+func (a *App) Activate(ctx context.Context, newPIN, confirm string, j Steps) (*ActivateResult, error) {
+	res, err := a.activate(ctx, newPIN, confirm, stepsOrNone(j))
 	return res, opError("activate", err)
 }
 
-func (a *App) activate(ctx context.Context, newPIN, confirm string, j Steps, resume bool) (*ActivateResult, error) {
+func (a *App) activate(ctx context.Context, newPIN, confirm string, j Steps) (*ActivateResult, error) {
 	if err := a.checkNewPIN(newPIN, confirm); err != nil {
 		return nil, err
 	}
-	if err := a.selectApp(ctx); err != nil {
-		return nil, err
+	if a.keys == nil {
+		return nil, fmt.Errorf("proving the card genuine: %w", keys.ErrNoProvider)
 	}
 	id, err := a.CardID(ctx)
 	if err != nil {
 		return nil, err
 	}
 	res := &ActivateResult{CardID: fmt.Sprintf("%X", id)}
-	if !a.blocked && !resume {
-		res.AlreadyActive = true
+	if j.Done(StepSetPIN.ID) {
+		res.AlreadyActive, res.Evidence = true, "journal"
 		return res, nil
+	}
+	if err := a.selectApp(ctx); err != nil {
+		return nil, err
+	}
+	if a.blocked && !a.p.Activation.TransportLock {
+		return nil, fmt.Errorf("%w (profile %s: cards are not delivered transport-locked, so activation does not unblock it; a loss may have been reported)", ErrApplicationBlocked, a.p.Name)
 	}
 	steps := a.p.Activation.Steps
 	for i, step := range steps {
@@ -309,60 +381,17 @@ func (a *App) activate(ctx context.Context, newPIN, confirm string, j Steps, res
 				return nil, err
 			}
 		case profiles.StepApplicationUnblock:
-			if j.Done(StepUnblockApp) {
+			if j.Done(StepUnblockApp.ID) {
 				continue
 			}
-			if err := runStep(ctx, j, idx, len(steps), StepUnblockApp, func() (string, error) {
-				if !a.blocked {
-					// Released in an interrupted attempt whose answer was lost.
-					return "already released", nil
-				}
-				sw, err := a.sendMACed(ctx, profiles.CmdApplicationUnblock, nil, false)
-				if err != nil {
-					return "", err
-				}
-				if err := statusError(sw); err != nil {
-					return "", err
-				}
-				// The application is usable from now on; select it again
-				// so the card's state matches.
-				a.blocked, a.inApp = false, false
-				return "", a.selectApp(ctx)
-			}); err != nil {
+			if err := runStep(ctx, j, idx, len(steps), StepUnblockApp, func() (string, error) { return a.releaseTransportLock(ctx) }); err != nil {
 				return nil, err
 			}
 			res.Unblocked = true
 		case profiles.StepPINChangeFromInitial:
-			if j.Done(StepSetPIN) {
-				continue
-			}
-			if err := runStep(ctx, j, idx, len(steps), StepSetPIN, func() (string, error) {
-				if j.Pending(StepSetPIN) {
-					// An interrupted attempt sent CHANGE PIN and lost the
-					// answer: the card may hold the new PIN already. Try it
-					// (the holder just typed it again) before the initial
-					// one. If it is not set yet, this costs one try, which
-					// the successful CHANGE PIN below gives back.
-					err := a.verifyRaw(ctx, newPIN)
-					if err == nil {
-						return "set in the interrupted attempt", nil
-					}
-					var wp *WrongPIN
-					if !errors.As(err, &wp) {
-						return "", err
-					}
-				}
-				return "", a.changePIN(ctx, a.p.PIN.Initial, newPIN)
-			}); err != nil {
-				var wp *WrongPIN
-				if errors.As(err, &wp) {
-					// The card's PIN is no longer the initial one: someone
-					// set it already. Say so; do not try anything else.
-					return nil, fmt.Errorf("the card's PIN is not the initial PIN any more (it was set already): %w", err)
-				}
+			if err := a.setHolderPIN(ctx, j, idx, len(steps), newPIN, res); err != nil {
 				return nil, err
 			}
-			res.PINSet = true
 		case profiles.StepReadBasicInfo, profiles.StepExternalAuthRead:
 			// informative steps: reading happens where needed
 		default:
@@ -370,6 +399,81 @@ func (a *App) activate(ctx context.Context, newPIN, confirm string, j Steps, res
 		}
 	}
 	return res, nil
+}
+
+// releaseTransportLock is APPLICATION UNBLOCK of a transport-locked card
+// (profiles with activation.transport_lock only).
+func (a *App) releaseTransportLock(ctx context.Context) (string, error) {
+	if !a.blocked {
+		// Released in an interrupted attempt whose answer was lost.
+		return "already released", nil
+	}
+	sw, err := a.sendMACed(ctx, profiles.CmdApplicationUnblock, nil, false)
+	if err != nil {
+		return "", err
+	}
+	if err := statusError(sw); err != nil {
+		return "", err
+	}
+	// The application is usable from now on; select it again so the
+	// card's state matches.
+	a.blocked, a.inApp = false, false
+	return "", a.selectApp(ctx)
+}
+
+// setHolderPIN is the recorded CHANGE PIN from the initial PIN.
+func (a *App) setHolderPIN(ctx context.Context, j Steps, idx, total int, newPIN string, res *ActivateResult) error {
+	lost := j.Pending(StepSetPIN.ID)
+	// The keyed digest is on disk before the step starts, so a step found
+	// pending always has it.
+	if err := j.RememberPIN(newPIN); err != nil {
+		return &JournalError{err}
+	}
+	err := runStep(ctx, j, idx, total, StepSetPIN, func() (string, error) {
+		// Ask the card how many tries are left where it can say so without
+		// spending one; never guess with one left.
+		st, err := a.PINTries(ctx)
+		switch {
+		case errors.Is(err, ErrPINTriesUnknown):
+			// A card that cannot say (1.00): the one CHANGE PIN below is the
+			// same command a first attempt sends, and a lost one never
+			// spent a try (it succeeded), so the counter is what it was
+			// when this activation began.
+		case err != nil:
+			return "", err
+		case st.Blocked:
+			return "", ErrPINBlocked
+		case st.TriesLeft <= 1:
+			return "", ErrLastTry
+		}
+		err = a.changePIN(ctx, a.p.PIN.Initial, newPIN)
+		var wp *WrongPIN
+		switch {
+		case err == nil:
+			res.PINSet = true
+			return "PIN changed from the initial PIN", nil
+		case errors.As(err, &wp) && !errors.Is(err, ErrPINBlocked):
+			n := wp.Retries
+			res.TriesLeft = &n
+			if lost {
+				// The card no longer takes the initial PIN: the CHANGE PIN of
+				// the interrupted attempt took effect, with the PIN typed then
+				// (checked against the journal's digest before this attempt).
+				res.PINSet, res.SetEarlier = true, true
+				return fmt.Sprintf("set in the interrupted attempt (the card refuses the initial PIN; %d tries left until the holder's next right PIN)", n), nil
+			}
+			res.AlreadyActive, res.Evidence = true, "card"
+			return fmt.Sprintf("PIN already set (the card refuses the initial PIN; %d tries left)", n), nil
+		}
+		return "", err
+	})
+	if err != nil {
+		return err
+	}
+	if err := j.ForgetPIN(); err != nil {
+		return &JournalError{err}
+	}
+	return nil
 }
 
 // BlockKind is how a card reported lost is blocked.
@@ -404,13 +508,43 @@ func (a *App) block(ctx context.Context, kind BlockKind) error {
 		return err
 	}
 	if a.blocked && kind == BlockTemporary {
-		return fmt.Errorf("%w: the application is blocked already", ErrConditions)
+		return ErrAlreadyBlocked
 	}
 	sw, err := a.sendMACed(ctx, cmd, nil, false)
 	if err != nil {
 		return err
 	}
 	return statusError(sw)
+}
+
+// ErrAlreadyBlocked: a temporary block asked of an application that is
+// blocked already.
+var ErrAlreadyBlocked = fmt.Errorf("%w: the application is blocked already", ErrConditions)
+
+// BlockOnce blocks, knowing that an earlier attempt may have sent the
+// same BLOCK and lost its answer (lost): a card found blocked the way kind
+// asks is then done, not failed.
+func (a *App) BlockOnce(ctx context.Context, kind BlockKind, lost bool) (string, error) {
+	err := a.block(ctx, kind)
+	if err != nil && lost && BlockedAs(kind, err) {
+		return "blocked in the interrupted attempt (the card answers blocked)", nil
+	}
+	return "", opError("block", err)
+}
+
+// BlockedAs reports whether err says the card is blocked the way kind
+// blocks it: temporarily (the application answers blocked), permanently
+// (9303) or as a whole card (6A81).
+func BlockedAs(kind BlockKind, err error) bool {
+	switch kind {
+	case BlockTemporary:
+		return errors.Is(err, ErrAlreadyBlocked)
+	case BlockPermanent:
+		return errors.Is(err, ErrApplicationLocked)
+	case BlockCard:
+		return errors.Is(err, ErrCardBlocked)
+	}
+	return false
 }
 
 // Unblock releases a temporary application block where the profile has

@@ -13,7 +13,13 @@ import (
 // request sends at most one PIN to the card (never a retry); the card's
 // answer comes back as a typed outcome: *WrongPIN{Retries}, ErrPINBlocked,
 // ErrApplicationLocked, ErrSecurityStatus, ErrNotFound. No PIN digit ever
-// appears in an error, a trace (the commands are Sensitive) or a log.
+// appears in an error, a trace (the commands are Sensitive) or a log; the
+// encoded PIN bytes are cleared as soon as the command has left.
+//
+// Every operation that put a PIN to the card or opened it with a key
+// (VERIFY, CHANGE PIN, reload, unblock) asks the session to reset the card
+// when the operation ends, so no verified PIN or authenticated key outlives
+// it on the card.
 
 // PINStatus is what the card says of its PIN without spending a try.
 type PINStatus struct {
@@ -115,15 +121,21 @@ func (a *App) verifyRaw(ctx context.Context, pin string) error {
 	}
 	defer clear(data)
 	resp, err := a.transmit(ctx, apdu.Command{INS: 0x20, Data: data, Sensitive: true, Name: "VERIFY"})
+	clear(data)
+	a.resetAtEnd()
 	if err != nil {
 		return err
 	}
-	if resp.SW.OK() {
-		if r, ok := a.s.(resetter); ok {
-			r.ResetAtEnd()
-		}
-	}
 	return pinOutcome(resp.SW)
+}
+
+// resetAtEnd asks the session (pcsc.Card) to reset the card when the
+// operation ends. Called once a PIN or a key authentication went to the
+// card, whatever its answer: a reset costs nothing and leaves no state.
+func (a *App) resetAtEnd() {
+	if r, ok := a.s.(resetter); ok {
+		r.ResetAtEnd()
+	}
 }
 
 // ChangePIN replaces the PIN (80 5E 01 00 old FF new). confirm is the
@@ -174,15 +186,20 @@ func (a *App) changePIN(ctx context.Context, oldPIN, newPIN string) error {
 	}
 	cmd.Sensitive, cmd.Name = true, "CHANGE PIN"
 	resp, err := a.transmit(ctx, cmd)
+	clear(cmd.Data)
+	a.resetAtEnd()
 	if err != nil {
 		return err
 	}
 	return pinOutcome(resp.SW)
 }
 
-// ReloadPIN sets a new PIN for a holder who forgot theirs, by key: EXTERNAL
-// AUTHENTICATE with the reload key, then the new PIN encrypted and MACed by
-// the key holder (the profile's pin_reload_by_key command).
+// ReloadPIN sets a new PIN for a holder who forgot theirs, by key, the way
+// SI_3rdCard does it (card-reference §9): EXTERNAL AUTHENTICATE with the
+// reload key (06), SELECT SSSE again, GET CHALLENGE, then the profile's
+// pin_reload_by_key command (84 24 00 01 14 <cryptogram> <MAC>) with the
+// new PIN encrypted and MACed by the key holder. Re-selecting the
+// application keeps the authentication on the card.
 func (a *App) ReloadPIN(ctx context.Context, newPIN, confirm string) error {
 	const op = "reload PIN"
 	if err := a.checkNewPIN(newPIN, confirm); err != nil {
@@ -192,33 +209,64 @@ func (a *App) ReloadPIN(ctx context.Context, newPIN, confirm string) error {
 	if !ok {
 		return opError(op, fmt.Errorf("%w: no pin_reload_by_key command", ErrNotSupported))
 	}
+	if t.Auth != "" {
+		idx, ok := a.p.Crypto.Keys[t.Auth]
+		if !ok {
+			return opError(op, fmt.Errorf("profile %s: pin_reload_by_key needs unknown key role %s", a.p.Name, t.Auth))
+		}
+		if err := a.externalAuth(ctx, byte(idx)); err != nil {
+			a.resetAtEnd()
+			return opError(op, err)
+		}
+		a.resetAtEnd()
+		if err := a.reselectApp(ctx); err != nil {
+			return opError(op, err)
+		}
+	}
 	crypt, err := a.encryptPINBlock(ctx, t.EncKey, newPIN)
 	if err != nil {
 		return opError(op, err)
 	}
 	sw, err := a.sendMACed(ctx, profiles.CmdPINReloadByKey, map[string][]byte{"cryptogram16": crypt}, true)
+	clear(crypt)
 	if err != nil {
 		return opError(op, err)
 	}
 	return opError(op, statusError(sw))
 }
 
-// UnblockPIN clears a blocked PIN and sets the new one (the profile's
-// pin_unblock command: encrypted PIN block and MAC from the key holder).
-func (a *App) UnblockPIN(ctx context.Context, newPIN, confirm string) error {
-	const op = "unblock PIN"
-	if err := a.checkNewPIN(newPIN, confirm); err != nil {
-		return opError(op, err)
+// reselectApp sends SELECT SSSE again, as the public PIN reload does after
+// its EXTERNAL AUTHENTICATE. The card keeps the authentication, and so does
+// the App (a.authed); the current EF is forgotten.
+func (a *App) reselectApp(ctx context.Context) error {
+	resp, err := a.transmit(ctx, apdu.Command{INS: 0xA4, P1: 0x04, Data: a.p.Select.SSSEAID, Ne: 256, Name: "SELECT SSSE"})
+	if err != nil {
+		return err
 	}
+	if resp.SW != apdu.SWOK && resp.SW != apdu.SWWarningFileInvalidated {
+		return statusError(resp.SW)
+	}
+	a.current = ""
+	return nil
+}
+
+// UnblockPIN resets a blocked PIN's try counter with the profile's
+// pin_unblock command (MACed by the key holder). It sets no new PIN: PIN
+// UNBLOCK "only resets the try counter" and iUnblockPIN has no new-PIN
+// argument (card-reference §9); the holder's PIN stays what it was.
+func (a *App) UnblockPIN(ctx context.Context) error {
+	const op = "unblock PIN"
 	t, ok := a.p.Template(profiles.CmdPINUnblock)
 	if !ok {
 		return opError(op, fmt.Errorf("%w: no pin_unblock command", ErrNotSupported))
 	}
-	block, err := a.encryptPINBlock(ctx, t.EncKey, newPIN)
-	if err != nil {
-		return opError(op, err)
+	for _, ph := range t.Placeholders() {
+		if ph != "mac" {
+			return opError(op, fmt.Errorf("%w: profile %s's pin_unblock carries {%s}; PIN UNBLOCK resets the try counter only and takes no new PIN", ErrNotSupported, a.p.Name, ph))
+		}
 	}
-	sw, err := a.sendMACed(ctx, profiles.CmdPINUnblock, map[string][]byte{"enc_pin_block16": block}, true)
+	sw, err := a.sendMACed(ctx, profiles.CmdPINUnblock, nil, true)
+	a.resetAtEnd()
 	if err != nil {
 		return opError(op, err)
 	}

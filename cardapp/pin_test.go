@@ -3,6 +3,7 @@ package cardapp_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,7 +75,7 @@ func TestPINOutcomesAndNoLeaks(t *testing.T) {
 	}{
 		{"initial PIN as the new one", func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, right, initial, initial) }, cardapp.ErrPINInitial},
 		{"entries differ", func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, right, newPIN, newPIN2) }, cardapp.ErrPINMismatch},
-		{"not digits", func(ctx context.Context, app *cardapp.App) error { return app.UnblockPIN(ctx, "12a456", "") }, cardapp.ErrPINIllegalChars},
+		{"not digits", func(ctx context.Context, app *cardapp.App) error { return app.ReloadPIN(ctx, "12a456", "") }, cardapp.ErrPINIllegalChars},
 		{"too short", func(ctx context.Context, app *cardapp.App) error { return app.ReloadPIN(ctx, "12", "") }, cardapp.ErrPINLength},
 		{"same as old", func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, newPIN, newPIN, "") }, cardapp.ErrPINSameAsOld},
 		{"initial PIN to transact", func(ctx context.Context, app *cardapp.App) error { return app.VerifyPIN(ctx, initial) }, cardapp.ErrPINInitialNoUse},
@@ -96,14 +97,21 @@ func TestPINOutcomesAndNoLeaks(t *testing.T) {
 		}
 	}
 
-	// Unblock sets a new PIN and the tries come back.
-	if err := pinOp(func(ctx context.Context, app *cardapp.App) error { return app.UnblockPIN(ctx, newPIN, newPIN) }); err != nil {
+	// Unblock resets the try counter only: the PIN stays the holder's
+	// (card-reference §9).
+	if err := pinOp(func(ctx context.Context, app *cardapp.App) error { return app.UnblockPIN(ctx) }); err != nil {
 		t.Fatalf("unblock: %v", err)
 	}
-	if err := verify(newPIN); err != nil {
-		t.Fatalf("verify after unblock: %v", err)
+	if st := tries(); st.TriesLeft != 3 || st.Blocked {
+		t.Fatalf("tries after unblock: %+v", st)
 	}
-	if err := pinOp(func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, newPIN, newPIN2, newPIN2) }); err != nil {
+	if b.sim.PIN() != right {
+		t.Fatal("unblock changed the PIN")
+	}
+	if err := verify(right); err != nil {
+		t.Fatalf("verify the old PIN after unblock: %v", err)
+	}
+	if err := pinOp(func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, right, newPIN2, newPIN2) }); err != nil {
 		t.Fatalf("change: %v", err)
 	}
 	var wp2 *cardapp.WrongPIN
@@ -138,4 +146,71 @@ func TestPINOutcomesAndNoLeaks(t *testing.T) {
 		t.Fatalf("only %d lines captured: the leak check saw too little", len(b.rec.lines))
 	}
 	t.Logf("leak check over %d captured lines", len(b.rec.lines)+len(lb.rec.lines))
+}
+
+// PIN reload runs the way SI_3rdCard does it (card-reference §9):
+// EXTERNAL AUTHENTICATE 06, SELECT SSSE again, GET CHALLENGE, 84 24 00 01
+// 14; the card keeps the authentication across the re-selection, the new
+// PIN works, and the session resets the card at the end so the key
+// authentication does not outlive the operation.
+func TestPINReloadSequence(t *testing.T) {
+	for _, image := range []string{"sample-v2", "real-v1-t0"} {
+		t.Run(image, func(t *testing.T) {
+			const newPIN = "975318"
+			b := newBed(t, image)
+			resets := b.vc.Slot.Stats().Resets
+			b.rec.clear()
+			if err := b.op(func(ctx context.Context, app *cardapp.App) error { return app.ReloadPIN(ctx, newPIN, newPIN) }); err != nil {
+				t.Fatalf("reload: %v", err)
+			}
+			var seq []string
+			for _, h := range b.rec.headers() {
+				if h == "00 C0 00 00" {
+					continue // T=0 transport
+				}
+				seq = append(seq, h)
+			}
+			i := slices.Index(seq, "00 82 00 06")
+			want := []string{"00 82 00 06", "00 A4 04 00", "00 84 00 00", "84 24 00 01"}
+			if i < 0 || len(seq) != i+len(want) || !slices.Equal(seq[i:], want) {
+				t.Fatalf("reload sent %v, want it to end with %v", seq, want)
+			}
+			if b.sim.PIN() != newPIN {
+				t.Fatal("the card's PIN is not the reloaded one")
+			}
+			if b.vc.Slot.Stats().Resets == resets {
+				t.Fatal("the session did not reset the card after the reload")
+			}
+			if leaks := b.rec.leaks(newPIN); len(leaks) > 0 {
+				t.Fatalf("PIN leaked:\n%s", strings.Join(leaks, "\n"))
+			}
+		})
+	}
+}
+
+// CHANGE PIN leaves no verified PIN behind: the session resets the card
+// when the operation ends (sample-v3 reports the verified state on an
+// empty VERIFY: 9000 when verified).
+func TestChangePINResetsAtEnd(t *testing.T) {
+	img, _ := ssse.Builtin("sample-v3")
+	b := newBed(t, "sample-v3")
+	resets := b.vc.Slot.Stats().Resets
+	if err := b.op(func(ctx context.Context, app *cardapp.App) error {
+		return app.ChangePIN(ctx, img.PIN.Value, "802468", "802468")
+	}); err != nil {
+		t.Fatalf("change: %v", err)
+	}
+	if b.vc.Slot.Stats().Resets == resets {
+		t.Fatal("no reset after CHANGE PIN")
+	}
+	var st *cardapp.PINStatus
+	if err := b.op(func(ctx context.Context, app *cardapp.App) (err error) { st, err = app.PINTries(ctx); return }); err != nil {
+		t.Fatal(err)
+	}
+	if st.Verified || st.TriesLeft != 3 {
+		t.Fatalf("after CHANGE PIN: %+v, want not verified, 3 tries", st)
+	}
+	if b.sim.PIN() != "802468" {
+		t.Fatal("PIN not changed")
+	}
 }

@@ -8,58 +8,9 @@ import (
 
 	"ssstation/cardapp/records"
 	profiles "ssstation/firmware-profiles"
+	"ssstation/pcsc/apdu"
 	"ssstation/pcsc/atr"
 )
-
-// Identify finds the card's profile: candidates by ATR (best priority
-// first), then confirmed by SELECT SSSE and the spec version in EF05
-// record 3. The returned App has the application and EF05 selected, so a
-// read that follows repeats no SELECT.
-func Identify(ctx context.Context, s Session, set *profiles.Set, opts Options) (*App, error) {
-	const op = "identify card"
-	cardATR := s.ATR()
-	cands := set.MatchATR(cardATR)
-	if len(cands) == 0 {
-		return nil, opError(op, &UnknownCardError{ATR: cardATR, Reason: "no firmware profile matches its ATR"})
-	}
-	app, err := NewApp(s, cands[0], opts)
-	if err != nil {
-		return nil, opError(op, err)
-	}
-	v, err := app.readRecord(ctx, profiles.ItemSpecVersion)
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil, opError(op, &UnknownCardError{ATR: cardATR, Reason: "it has no social security application: " + err.Error()})
-		}
-		return nil, opError(op, err)
-	}
-	version, _ := records.Decode(records.TypeText, v)
-	if version == app.p.SpecVersion {
-		return app, nil
-	}
-	// Same ATR, another OS variant: take the candidate whose version the
-	// card reports, keeping what is selected when it selects the same way.
-	for _, p := range cands[1:] {
-		if p.SpecVersion != version {
-			continue
-		}
-		next, err := NewApp(s, p, opts)
-		if err != nil {
-			return nil, opError(op, err)
-		}
-		if sameSelection(app.p, p) {
-			next.inApp, next.current, next.blocked, next.algEnv = app.inApp, app.current, app.blocked, app.algEnv
-		}
-		return next, nil
-	}
-	return nil, opError(op, &UnknownCardError{ATR: cardATR, Reason: fmt.Sprintf("its ATR matches profile %s but the card reports spec version %q", app.p.Name, version)})
-}
-
-func sameSelection(a, b *profiles.Profile) bool {
-	fa, fb := a.Files["EF05"], b.Files["EF05"]
-	return a.Select.MFFirst == b.Select.MFFirst && string(a.Select.SSSEAID) == string(b.Select.SSSEAID) &&
-		a.Select.EFP1 == b.Select.EFP1 && a.Select.EFP2 == b.Select.EFP2 && fa != nil && fb != nil && fa.FID == fb.FID
-}
 
 // BasicInfo is what iReadCardBas returns, decoded. Dates are YYYYMMDD.
 type BasicInfo struct {
@@ -76,6 +27,13 @@ type BasicInfo struct {
 	ATRHistorical string `json:"atr_historical"`
 	// Blank is a card not yet personalized: no holder on it.
 	Blank bool `json:"blank"`
+	// State is the card's state as read: StateActive, StateBlank,
+	// StateExpired or StateBlockedTemp.
+	State string `json:"state"`
+	// GenuineChecked: the standard procedure's INTERNAL AUTHENTICATE ran
+	// and passed. False when no key provider is configured: the data was
+	// read, but nothing proved the card genuine.
+	GenuineChecked bool `json:"genuine_checked"`
 
 	// Filled by ReadFullInfo only.
 	Holder *Holder `json:"holder,omitempty"`
@@ -109,6 +67,31 @@ func (b *BasicInfo) String() string {
 	return fmt.Sprintf("card %s (%s, %s) holder %s", b.CardID, b.Profile, b.SpecVersion, MaskedSSN(b.SSN))
 }
 
+// Format makes every fmt verb print String: %v, %+v, %#v, %s and %q of a
+// BasicInfo (value or pointer) never show the full ID number or the name,
+// however a log line or an error wraps it. The fields themselves are for
+// the screen and the iReadCardBas string.
+func (b BasicInfo) Format(f fmt.State, verb rune) {
+	s := b.String()
+	if verb == 'q' {
+		s = fmt.Sprintf("%q", s)
+	}
+	fmt.Fprint(f, s)
+}
+
+// GoString is the %#v form: the same safe text.
+func (b BasicInfo) GoString() string { return b.String() }
+
+// Err is the refusal the standard interface reports for a card read in a
+// state it does not serve: a temporarily blocked application answered
+// SELECT with 6283 (LegacyCode gives −25219). Nil for any other state.
+func (b *BasicInfo) Err() error {
+	if b.State == StateBlockedTemp {
+		return refused(ErrApplicationBlocked, apdu.SWWarningFileInvalidated)
+	}
+	return nil
+}
+
 // IReadCardBas is the standard reader interface's string (card-reference §7):
 // region | SSN | card number | card id | name | ATR historical bytes |
 // spec version | issue date | expiry date | terminal no | device no |
@@ -118,8 +101,13 @@ func (b *BasicInfo) IReadCardBas(terminalNo, deviceNo string) string {
 	return strings.Join(f, "|") + "|"
 }
 
-// ReadBasicInfo reads the iReadCardBas items with the fewest APDUs the
-// profile allows (its read_info_min_apdus, counting Identify's).
+// ReadBasicInfo is the standard's iReadCardBas procedure (card-reference
+// §9): read EF05, then EF06 (after RKSSSE where the profile guards it), then
+// prove the card genuine with INTERNAL AUTHENTICATE when a key provider is
+// configured (a forged card gives ErrCardNotGenuine, code −21). With no key
+// provider the step is skipped and GenuineChecked stays false. It sends the
+// profile's read_info_min_apdus APDUs, counting Identify's (two fewer
+// without a key provider).
 func (a *App) ReadBasicInfo(ctx context.Context) (*BasicInfo, error) {
 	info, err := a.readInfo(ctx, false)
 	return info, opError("read card", err)
@@ -132,9 +120,8 @@ func (a *App) ReadFullInfo(ctx context.Context) (*BasicInfo, error) {
 }
 
 func (a *App) readInfo(ctx context.Context, full bool) (*BasicInfo, error) {
-	// EF05 first (it is selected after Identify), then EF06; within a file
-	// the profile's item order. A card pulled half-way gives an error and
-	// no partial result.
+	// EF05 first, then EF06; within a file the profile's item order. A card
+	// pulled half-way gives an error and no partial result.
 	items := append([]string(nil), profiles.BasicInfoItems...)
 	if full {
 		items = nil
@@ -183,9 +170,16 @@ func (a *App) readInfo(ctx context.Context, full bool) (*BasicInfo, error) {
 	if parsed, err := atr.Parse(a.s.ATR()); parsed != nil && (err == nil || len(parsed.Historical) > 0) {
 		info.ATRHistorical = fmt.Sprintf("%X", []byte(parsed.Historical))
 	}
-	if info.SSN == "" && info.Name == "" {
-		info.Blank = true
-		info.IssueDate, info.ExpiryDate, info.CardNumber = "", "", ""
+	// A blank card keeps what it holds: its identification code, spec
+	// version and, where initialization wrote them, its dates (the
+	// standard's example `411600||||…|3.00|20211203|20311202|`).
+	info.Blank = info.SSN == "" && info.Name == ""
+	info.State = a.state(info)
+	if a.hasKeys() {
+		if err := a.internalAuth(ctx); err != nil {
+			return nil, err
+		}
+		info.GenuineChecked = true
 	}
 	if full {
 		info.Holder = &Holder{
@@ -200,6 +194,23 @@ func (a *App) readInfo(ctx context.Context, full bool) (*BasicInfo, error) {
 	}
 	return info, nil
 }
+
+// state names the card's state from the SELECT answer and the data read.
+func (a *App) state(info *BasicInfo) string {
+	switch {
+	case a.blocked:
+		return StateBlockedTemp
+	case info.Blank:
+		return StateBlank
+	case info.ExpiryDate != "" && info.ExpiryDate < a.now().Format("20060102"):
+		return StateExpired
+	}
+	return StateActive
+}
+
+// Blocked reports whether SELECT SSSE answered 6283 (a temporarily blocked
+// application, e.g. a loss reported).
+func (a *App) Blocked() bool { return a.blocked }
 
 func genderName(code string) string {
 	switch code {

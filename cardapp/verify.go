@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"ssstation/cardapp/keys"
 	"ssstation/cardapp/records"
 	"ssstation/cardapp/secure"
 	profiles "ssstation/firmware-profiles"
@@ -19,6 +20,9 @@ type Verification struct {
 	ExpiryDate string `json:"expiry_date"`
 	Expired    bool   `json:"expired"`
 	CheckedOn  string `json:"checked_on"` // YYYYMMDD
+	// State: StateActive, StateExpired, or StateBlockedTemp when SELECT
+	// SSSE answered 6283 (genuine, but its application is blocked).
+	State string `json:"state"`
 }
 
 // VerifyCard proves the card genuine with INTERNAL AUTHENTICATE: the card
@@ -53,32 +57,46 @@ func (a *App) verifyCard(ctx context.Context, now time.Time) (*Verification, err
 		return nil, fmt.Errorf("expiry date %q is not a date", expiry)
 	}
 	res.Expired = expiry < today
+	switch {
+	case a.blocked:
+		res.State = StateBlockedTemp
+	case res.Expired:
+		res.State = StateExpired
+	default:
+		res.State = StateActive
+	}
 	return res, nil
 }
 
-// internalAuth runs INTERNAL AUTHENTICATE once and checks the answer.
+// internalAuth runs INTERNAL AUTHENTICATE and checks the answer:
+// 00 88 00 P2 10 <factor 8> <data 8>. The factor is, per the profile, a
+// process factor from GET CHALLENGE (as SI_3rdCard fills it,
+// card-reference §9) or derived from the card identification code; the
+// data is 8 random bytes of the host, and the card's answer is checked
+// against the key holder's encryption of them (assumption
+// A-INT-AUTH-FACTOR: how the card computes its answer is not public).
 func (a *App) internalAuth(ctx context.Context) error {
-	if a.keys == nil {
-		return fmt.Errorf("no key provider configured")
+	if err := keys.Ready(a.keys); err != nil {
+		return err
 	}
 	if err := a.selectApp(ctx); err != nil {
 		return err
 	}
-	id, err := a.CardID(ctx)
-	if err != nil {
-		return err
-	}
 	ia := a.p.Crypto.InternalAuth
-	factor, err := profiles.DivInput(ia.Factor, id)
-	if err != nil {
-		return err
-	}
 	holder, ok := a.p.HolderKeyFor(ia.Key)
 	if !ok {
 		return fmt.Errorf("profile %s names no key holder key for %s", a.p.Name, ia.Key)
 	}
-	req, err := a.request(ctx, holder)
+	req, err := a.request(ctx, holder) // reads the card id first if needed
 	if err != nil {
+		return err
+	}
+	var factor []byte
+	if ia.Factor == profiles.FactorChallenge {
+		if factor, err = a.challenge(ctx); err != nil {
+			return err
+		}
+	} else if factor, err = profiles.DivInput(ia.Factor, a.cardID); err != nil {
 		return err
 	}
 	random := make([]byte, 8)
@@ -116,10 +134,10 @@ func (a *App) sendMACed(ctx context.Context, name string, vals map[string][]byte
 	if !ok {
 		return 0, fmt.Errorf("%w: profile %s has no %s command", ErrNotSupported, a.p.Name, name)
 	}
-	if a.keys == nil {
-		return 0, fmt.Errorf("no key provider configured")
-	}
 	if err := a.selectApp(ctx); err != nil {
+		return 0, err
+	}
+	if err := keys.Ready(a.keys); err != nil {
 		return 0, err
 	}
 	if t.Auth != "" {

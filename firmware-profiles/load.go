@@ -4,56 +4,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
-
-// Error is one problem in a profile file, located by line and field path,
-// e.g. "ss-v2-3des-t0.yaml:37: files.EF06.records[2].length: must be 1..255".
-type Error struct {
-	File string
-	Line int    // 1-based; 0 when unknown
-	Path string // dotted field path, [i] for list items (0-based); empty for the whole file
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	b.WriteString(": ")
-	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-// Errors is every problem Load found, in file order; Load returns it as its error.
-type Errors []*Error
-
-func (es Errors) Error() string {
-	s := make([]string, len(es))
-	for i, e := range es {
-		s[i] = e.Error()
-	}
-	return strings.Join(s, "\n")
-}
-
-// Unwrap gives the individual errors to errors.Is and errors.As.
-func (es Errors) Unwrap() []error {
-	out := make([]error, len(es))
-	for i, e := range es {
-		out[i] = e
-	}
-	return out
-}
 
 // Load decodes and validates one profile. name is the file name used in error
 // messages; when it ends in .yaml or .yml its stem must equal the profile name.
@@ -66,43 +23,6 @@ func Load(name string, data []byte) (*Profile, error) {
 		return nil, d.errs
 	}
 	return p, nil
-}
-
-type decoder struct {
-	file  string
-	errs  Errors
-	lines map[string]int // field path -> line of its key (of the item, in a list)
-}
-
-func (d *decoder) fail(line int, path, format string, args ...any) {
-	d.errs = append(d.errs, &Error{File: d.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
-}
-
-// failAt reports at the line recorded for path, or for its nearest recorded parent.
-func (d *decoder) failAt(path, format string, args ...any) {
-	line := 0
-	for p := path; p != ""; p = parentPath(p) {
-		if l, ok := d.lines[p]; ok {
-			line = l
-			break
-		}
-	}
-	d.fail(line, path, format, args...)
-}
-
-func parentPath(p string) string {
-	i := strings.LastIndexAny(p, ".[")
-	if i < 0 {
-		return ""
-	}
-	return p[:i]
-}
-
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -133,198 +53,6 @@ func (d *decoder) load(data []byte) *Profile {
 	}
 	return p
 }
-
-func resolve(n *yaml.Node) *yaml.Node {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
-}
-
-type field struct {
-	name     string
-	required bool
-	fn       func(n *yaml.Node, path string)
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.ShortTag() == "!!null" {
-			return "nothing"
-		}
-		return "a scalar"
-	}
-	return "something else"
-}
-
-// mapping decodes a mapping with a fixed set of fields.
-func (d *decoder) mapping(n *yaml.Node, path string, fields []field) {
-	if n.Kind != yaml.MappingNode {
-		d.fail(n.Line, path, "must be a mapping, got %s", kindName(n))
-		return
-	}
-	seen := map[string]bool{}
-	d.entries(n, path, func(key string, k, v *yaml.Node, fp string) {
-		seen[key] = true
-		for _, f := range fields {
-			if f.name == key {
-				f.fn(v, fp)
-				return
-			}
-		}
-		d.fail(k.Line, fp, "unknown field")
-	})
-	for _, f := range fields {
-		if f.required && !seen[f.name] {
-			d.fail(n.Line, join(path, f.name), "required field missing")
-		}
-	}
-}
-
-// entries walks a mapping's entries, rejecting non-scalar and duplicate keys.
-func (d *decoder) entries(n *yaml.Node, path string, fn func(key string, k, v *yaml.Node, fp string)) {
-	if n.Kind != yaml.MappingNode {
-		d.fail(n.Line, path, "must be a mapping, got %s", kindName(n))
-		return
-	}
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
-		if k.Kind != yaml.ScalarNode {
-			d.fail(k.Line, path, "keys must be scalars")
-			continue
-		}
-		fp := join(path, k.Value)
-		if seen[k.Value] {
-			d.fail(k.Line, fp, "duplicate field")
-			continue
-		}
-		seen[k.Value] = true
-		d.lines[fp] = k.Line
-		fn(k.Value, k, v, fp)
-	}
-}
-
-// seq walks a list.
-func (d *decoder) seq(n *yaml.Node, path string, fn func(i int, v *yaml.Node, ip string)) {
-	if n.Kind != yaml.SequenceNode {
-		d.fail(n.Line, path, "must be a list, got %s", kindName(n))
-		return
-	}
-	for i, v := range n.Content {
-		v = resolve(v)
-		ip := fmt.Sprintf("%s[%d]", path, i)
-		d.lines[ip] = v.Line
-		fn(i, v, ip)
-	}
-}
-
-func (d *decoder) scalar(n *yaml.Node, path string) (string, bool) {
-	if n.Kind != yaml.ScalarNode {
-		d.fail(n.Line, path, "must be a scalar, got %s", kindName(n))
-		return "", false
-	}
-	if n.ShortTag() == "!!null" {
-		return "", true
-	}
-	return n.Value, true
-}
-
-// str decodes a string; nonEmpty rejects "" and null.
-func (d *decoder) str(n *yaml.Node, path string, nonEmpty bool) string {
-	s, ok := d.scalar(n, path)
-	if ok && nonEmpty && strings.TrimSpace(s) == "" {
-		d.fail(n.Line, path, "must not be empty")
-	}
-	return s
-}
-
-// oneOf decodes a string that must be one of the allowed values.
-func (d *decoder) oneOf(n *yaml.Node, path string, allowed ...string) string {
-	s, ok := d.scalar(n, path)
-	if !ok {
-		return ""
-	}
-	for _, a := range allowed {
-		if s == a {
-			return s
-		}
-	}
-	d.fail(n.Line, path, "must be one of %s, got %q", strings.Join(allowed, ", "), s)
-	return s
-}
-
-// integer decodes a decimal or 0x-hex integer within [lo, hi].
-func (d *decoder) integer(n *yaml.Node, path string, lo, hi int) int {
-	s, ok := d.scalar(n, path)
-	if !ok {
-		return 0
-	}
-	var v int64
-	var err error
-	if strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X") {
-		v, err = strconv.ParseInt(s[2:], 16, 64)
-	} else {
-		v, err = strconv.ParseInt(s, 10, 64)
-	}
-	if err != nil {
-		d.fail(n.Line, path, "must be an integer (decimal or 0x hex), got %q", s)
-		return 0
-	}
-	if v < int64(lo) || v > int64(hi) {
-		if hi == maxInt {
-			d.fail(n.Line, path, "must be at least %d, got %d", lo, v)
-		} else {
-			d.fail(n.Line, path, "must be %d..%d, got %d", lo, hi, v)
-		}
-		return 0
-	}
-	return int(v)
-}
-
-func (d *decoder) boolean(n *yaml.Node, path string) bool {
-	s, ok := d.scalar(n, path)
-	if !ok {
-		return false
-	}
-	switch s {
-	case "true":
-		return true
-	case "false":
-		return false
-	}
-	d.fail(n.Line, path, "must be true or false, got %q", s)
-	return false
-}
-
-// hexBytes decodes hex digit pairs (spaces allowed) of lo..hi bytes.
-func (d *decoder) hexBytes(n *yaml.Node, path string, lo, hi int) []byte {
-	s, ok := d.scalar(n, path)
-	if !ok {
-		return nil
-	}
-	b, err := parseHex(s)
-	if err != nil {
-		d.fail(n.Line, path, "bad hex %q: %v", s, err)
-		return nil
-	}
-	if len(b) < lo || len(b) > hi {
-		if lo == hi {
-			d.fail(n.Line, path, "must be %d bytes, got %d", lo, len(b))
-		} else {
-			d.fail(n.Line, path, "must be %d..%d bytes, got %d", lo, hi, len(b))
-		}
-		return nil
-	}
-	return b
-}
-
-const maxInt = int(^uint(0) >> 1)
 
 var (
 	nameRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
@@ -365,7 +93,7 @@ func (d *decoder) profile(n *yaml.Node, p *Profile) {
 				d.fail(n.Line, path, "must look like \"2.00\", got %q", p.SpecVersion)
 			}
 		}},
-		{"atr", true, func(n *yaml.Node, path string) { d.atrs(n, path, p) }},
+		{"atr", false, func(n *yaml.Node, path string) { d.atrs(n, path, p) }},
 		{"protocol", true, func(n *yaml.Node, path string) { p.Protocol = Protocol(d.oneOf(n, path, string(T0), string(T1))) }},
 		{"select", true, func(n *yaml.Node, path string) { d.selectSpec(n, path, &p.Select) }},
 		{"files", true, func(n *yaml.Node, path string) { d.files(n, path, p) }},
@@ -423,9 +151,6 @@ func (d *decoder) atrs(n *yaml.Node, path string, p *Profile) {
 		}
 		p.ATR = append(p.ATR, a)
 	})
-	if n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
-		d.fail(n.Line, path, "must list at least one ATR")
-	}
 }
 
 func (d *decoder) selectSpec(n *yaml.Node, path string, s *Select) {
@@ -488,7 +213,16 @@ func (d *decoder) files(n *yaml.Node, path string, p *Profile) {
 			{"write", true, func(n *yaml.Node, path string) { f.Write = d.access(n, path) }},
 			{"source", false, func(n *yaml.Node, path string) { f.Source = d.str(n, path, true) }},
 			{"records", false, func(n *yaml.Node, path string) { d.records(n, path, f) }},
+			{"read_by", false, func(n *yaml.Node, path string) { d.readBy(n, path, &f.ReadBy) }},
 		})
+		if f.Kind == "record" && f.ReadBy.Mode == "" {
+			if _, ok := d.lines[fp+".read_by"]; !ok {
+				d.fail(v.Line, fp+".read_by", "required field missing for a record file")
+			}
+		}
+		if f.Kind == "transparent" && f.ReadBy.Mode != "" {
+			d.failAt(fp+".read_by", "a transparent file has no records to read by")
+		}
 		if f.Kind == "record" && len(f.Records) == 0 {
 			if _, ok := d.lines[fp+".records"]; !ok {
 				d.fail(v.Line, fp+".records", "required field missing for a record file")
@@ -499,6 +233,24 @@ func (d *decoder) files(n *yaml.Node, path string, p *Profile) {
 		}
 		p.Files[name] = f
 	})
+}
+
+// readBy decodes a record file's reading coding: {mode, sfi, source}.
+func (d *decoder) readBy(n *yaml.Node, path string, r *ReadBy) {
+	hasSFI := false
+	d.mapping(n, path, []field{
+		{"mode", true, func(n *yaml.Node, path string) {
+			r.Mode = d.oneOf(n, path, ReadByIdentifierSFI, ReadByTag, ReadByRecordNumber)
+		}},
+		{"sfi", false, func(n *yaml.Node, path string) { r.SFI = byte(d.integer(n, path, 1, 30)); hasSFI = true }},
+		{"source", true, func(n *yaml.Node, path string) { r.Source = d.str(n, path, true) }},
+	})
+	if r.Mode == ReadByIdentifierSFI && !hasSFI {
+		d.failAt(path+".sfi", "required for mode %s", ReadByIdentifierSFI)
+	}
+	if r.Mode != ReadByIdentifierSFI && r.Mode != "" && hasSFI {
+		d.failAt(path+".sfi", "only mode %s uses an SFI", ReadByIdentifierSFI)
+	}
 }
 
 func (d *decoder) records(n *yaml.Node, path string, f *File) {
@@ -644,8 +396,8 @@ func (d *decoder) crypto(n *yaml.Node, path string, c *Crypto) {
 				{"key", true, func(n *yaml.Node, path string) { c.InternalAuth.Key = d.str(n, path, true) }},
 				{"factor", true, func(n *yaml.Node, path string) {
 					c.InternalAuth.Factor = d.str(n, path, true)
-					if f := c.InternalAuth.Factor; f != "" && !knownLevels[f] {
-						d.fail(n.Line, path, "unknown factor %q (a diversification level name)", f)
+					if f := c.InternalAuth.Factor; f != "" && f != FactorChallenge && !knownLevels[f] {
+						d.fail(n.Line, path, "unknown factor %q (%s, or a diversification level name)", f, FactorChallenge)
 					}
 				}},
 				{"source", true, func(n *yaml.Node, path string) { c.InternalAuth.Source = d.str(n, path, true) }},
@@ -695,6 +447,7 @@ func (d *decoder) activation(n *yaml.Node, path string, a *Activation) {
 				a.Steps = append(a.Steps, s)
 			})
 		}},
+		{"transport_lock", true, func(n *yaml.Node, path string) { a.TransportLock = d.boolean(n, path) }},
 		{"note", false, func(n *yaml.Node, path string) { a.Note = d.str(n, path, true) }},
 		{"source", true, func(n *yaml.Node, path string) { a.Source = d.str(n, path, true) }},
 	})
@@ -747,8 +500,15 @@ func (d *decoder) check(p *Profile) {
 		}
 	}
 	items := map[string]string{}
+	sfis := map[byte]string{}
 	for _, fname := range p.fileNames() {
 		f := p.Files[fname]
+		if f.ReadBy.Mode == ReadByIdentifierSFI && f.ReadBy.SFI != 0 {
+			if other, dup := sfis[f.ReadBy.SFI]; dup {
+				d.failAt("files."+fname+".read_by.sfi", "SFI %d is also %s's", f.ReadBy.SFI, other)
+			}
+			sfis[f.ReadBy.SFI] = fname
+		}
 		if f.Read.Kind == AccessKey {
 			d.checkKeyIndex(p, "files."+fname+".read.key", f.Read.Key)
 		}
@@ -777,6 +537,18 @@ func (d *decoder) check(p *Profile) {
 		if _, ok := p.Crypto.Keys[k]; !ok {
 			d.failAt("crypto.keys", "key %s missing", k)
 		}
+	}
+	// One card key index is one key: two roles on one index would make the
+	// card's key and the key holder's key ambiguous (EXTERNAL AUTHENTICATE
+	// P2 names the key).
+	roleOf := map[int]string{}
+	for _, k := range sortedKeys(p.Crypto.Keys) {
+		idx := p.Crypto.Keys[k]
+		if other, dup := roleOf[idx]; dup {
+			d.failAt("crypto.keys."+k, "index 0x%02X is also key %s's: one index, one key role", idx, other)
+			continue
+		}
+		roleOf[idx] = k
 	}
 	holder := map[string]bool{}
 	cardKeys := map[string]bool{}
@@ -821,6 +593,11 @@ func (d *decoder) check(p *Profile) {
 		if phs["mac"] && t.MACKey == "" {
 			d.failAt(cp+".template", "{mac} needs a mac_key")
 		}
+		if phs["mac"] && !t.MACLast() {
+			// The MAC covers the header and every data byte before it
+			// (cardapp/secure MACInput): bytes after it would go unprotected.
+			d.failAt(cp+".template", "{mac} must be the template's last item")
+		}
 		if !phs["mac"] && t.MACKey != "" {
 			d.failAt(cp+".mac_key", "the template has no {mac}")
 		}
@@ -837,7 +614,12 @@ func (d *decoder) check(p *Profile) {
 		}
 	}
 
-	// Activation and life cycle.
+	// Activation and life cycle. The transport lock and its release step
+	// come together: a profile says both or neither.
+	if unblocks := slices.Contains(p.Activation.Steps, StepApplicationUnblock); unblocks != p.Activation.TransportLock {
+		d.failAt("activation.transport_lock", "transport_lock is %v but the steps %s application_unblock", p.Activation.TransportLock,
+			map[bool]string{true: "have", false: "lack"}[unblocks])
+	}
 	for i, s := range p.Activation.Steps {
 		if cmd := stepCommand[s]; cmd != "" {
 			if _, ok := p.Commands[cmd]; !ok {

@@ -27,6 +27,7 @@ files:
   EF05:
     fid: "EF05"
     kind: record
+    read_by: {mode: identifier_sfi, sfi: 5, source: s}
     read: free
     write: {key: 0x04}
     records:
@@ -43,6 +44,7 @@ files:
   EF06:
     fid: "EF06"
     kind: record
+    read_by: {mode: tag, source: s}
     read: free
     write: {key: 0x04}
     records:
@@ -92,11 +94,12 @@ commands:
     source: confirmed
 activation:
   steps: [internal_authenticate, application_unblock, pin_change_from_initial]
+  transport_lock: true
   source: s
 quirks: []
 assumptions:
   - {id: A-ONE, text: t, source: s}
-read_info_min_apdus: 10
+read_info_min_apdus: 11
 `
 
 func TestBaseYAMLLoads(t *testing.T) {
@@ -156,9 +159,10 @@ func TestLoadErrors(t *testing.T) {
 		{"quirk unknown", "quirks: []\n", "quirks: [fast]\n", "quirks:", "quirks[0]", `unknown quirk "fast"`},
 		{"quirk mismatch", "quirks: []\n", "quirks: [mf_select_first]\n", "quirks:", "quirks", "mf_select_first listed is true but the select fields say false"},
 		{"quirk protocol", "quirks: []\n", "quirks: [t0_get_response]\n", "quirks:", "quirks[0]", "t0_get_response needs protocol T0"},
-		{"read info", "read_info_min_apdus: 10\n", "read_info_min_apdus: 11\n", "read_info_min_apdus", "read_info_min_apdus", "is 11, the profile's fields give 10"},
+		{"read info", "read_info_min_apdus: 11\n", "read_info_min_apdus: 10\n", "read_info_min_apdus", "read_info_min_apdus", "is 10, the profile's fields give 11"},
 		{"missing basic item", "      - {number: 7, tag: 0x07, item: card_number, type: an, length: 9, source: s}\n", "", "files:", "files", "no record holds card_number"},
 		{"activation step", "steps: [internal_authenticate,", "steps: [internal_authentication,", "steps:", "activation.steps[0]", `unknown step "internal_authentication"`},
+		{"transport lock without its release", "  transport_lock: true\n", "  transport_lock: false\n", "transport_lock:", "activation.transport_lock", "transport_lock is false but the steps have application_unblock"},
 		{"activation needs command", "  pin_change:\n    template: \"80 5E 01 00 {lc} {old} FF {new}\"\n    source: confirmed\n", "", "steps:", "activation.steps[2]", "step pin_change_from_initial needs commands.pin_change"},
 		{"holder card key", "{name: rkssse, card_key: read,", "{name: rkssse, card_key: reed,", "card_key: reed", "crypto.holder_keys[2].card_key", `"reed" is not in crypto.keys`},
 		{"assumption named not listed", "    source: assumption\n", "    source: assumption A-TWO\n", "A-TWO", "assumptions", "A-TWO is named on this line but not listed"},

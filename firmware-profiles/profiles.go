@@ -17,7 +17,11 @@ import (
 // SchemaV1 is the value of the `schema` field every profile starts with.
 const SchemaV1 = "ssstation.firmware-profile/v1"
 
-// Protocol is the transmission protocol a profile's card uses.
+// Protocol is the transmission protocol of the cards a profile was written
+// from (and of the virtual card built from it). It is informative: the
+// reader negotiates the protocol from the card's ATR, and a card is never
+// refused because it runs another one (real 1.00 cards run T=0,
+// card-reference §9).
 type Protocol string
 
 // Protocols.
@@ -109,6 +113,23 @@ var knownQuirks = map[string]bool{
 	QuirkMFSelectFirst: true, QuirkEFSelectP102: true, QuirkT0GetResponse: true, QuirkT0Resend6Cxx: true,
 }
 
+// Read modes of a record file (files.X.read_by.mode): how READ RECORD
+// addresses a record (card-reference §2, §9).
+const (
+	// ReadByIdentifierSFI reads 00 B2 <tag> <SFI<<3|0> Le: the record whose
+	// identifier (its tag) is P1, in the EF the short file identifier
+	// names, without a SELECT of the EF. The real 1.00 card answers it
+	// (00 B2 01 28 12, 00 B2 08 30 14, card-reference §9).
+	ReadByIdentifierSFI = "identifier_sfi"
+	// ReadByTag selects the EF, then reads 00 B2 <tag> 00 Le (the current
+	// EF, record identifier P1), as other public readers do.
+	ReadByTag = "tag"
+	// ReadByRecordNumber selects the EF, then reads 00 B2 <number> 04 Le:
+	// depends on the record numbers, which no public source confirms
+	// for every variant.
+	ReadByRecordNumber = "record_number"
+)
+
 // Diversification level names: the named inputs of one diversification step.
 const (
 	// LevelRegion is the 6 region digits of the card identification code (its
@@ -119,6 +140,12 @@ const (
 )
 
 var knownLevels = map[string]bool{LevelRegion: true, LevelCardIDTail: true}
+
+// FactorChallenge is the INTERNAL AUTHENTICATE factor taken from GET
+// CHALLENGE (a "process factor", card-reference §9) rather than from the
+// card's data: the host asks the card for 8 random bytes and sends them as
+// the command's first 8 data bytes.
+const FactorChallenge = "challenge"
 
 // Algorithms, schemes.
 const (
@@ -154,8 +181,12 @@ type Profile struct {
 	Name        string
 	Description string
 	SpecVersion string // "1.00", "2.00", "3.00"
-	ATR         []ATRPattern
-	Protocol    Protocol
+	// ATR patterns are optional overrides: a card whose ATR matches one is
+	// probed with this profile's selection, and the profile wins over others
+	// of the same spec version and algorithm. A card is identified by what
+	// it answers (spec version, algorithm), never refused for its ATR.
+	ATR      []ATRPattern
+	Protocol Protocol
 	Select      Select
 	Files       map[string]*File // by name: "EF05", "EF06"
 	PIN         PINPolicy
@@ -212,7 +243,30 @@ type File struct {
 	Read    Access
 	Write   Access
 	Records []Record
-	Source  string
+	// ReadBy is how READ RECORD addresses this record file's records.
+	ReadBy ReadBy
+	Source string
+}
+
+// ReadBy is a record file's reading coding.
+type ReadBy struct {
+	Mode   string // ReadByIdentifierSFI, ReadByTag or ReadByRecordNumber
+	SFI    byte   // short file identifier 1..30, for ReadByIdentifierSFI
+	Source string
+}
+
+// SelectsEF reports whether reading this file needs a SELECT of it first.
+func (f *File) SelectsEF() bool { return f.ReadBy.Mode != ReadByIdentifierSFI }
+
+// ReadCommand is the P1 P2 of a READ RECORD of rec in this file.
+func (f *File) ReadCommand(rec Record) (p1, p2 byte) {
+	switch f.ReadBy.Mode {
+	case ReadByIdentifierSFI:
+		return rec.Tag, f.ReadBy.SFI << 3
+	case ReadByTag:
+		return rec.Tag, 0x00
+	}
+	return byte(rec.Number), 0x04
 }
 
 // AccessKind is how a file or record may be read or written.
@@ -320,14 +374,21 @@ type ExternalAuth struct {
 
 // InternalAuth is how INTERNAL AUTHENTICATE (00 88 00 P2 10 factor data) is sent.
 type InternalAuth struct {
-	Key    string // a name in Crypto.Keys: its index is P2
-	Factor string // a diversification level name: the 8-byte factor
+	Key string // a name in Crypto.Keys: its index is P2
+	// Factor is the 8-byte factor: FactorChallenge (from GET CHALLENGE) or a
+	// diversification level name (from the card identification code).
+	Factor string
 	Source string
 }
 
 // Activation is the steps that activate a delivered card.
 type Activation struct {
-	Steps  []string
+	Steps []string
+	// TransportLock: a delivered card comes with its application
+	// temporarily blocked and activation releases it (APPLICATION UNBLOCK)
+	// before the PIN step. No public card is delivered so (card-reference
+	// §9): off in the shipped profiles, assumption A-ACTIVATION.
+	TransportLock bool
 	Note   string
 	Source string
 }
@@ -399,14 +460,21 @@ func (p *Profile) Template(name string) (Template, bool) {
 	return t, ok
 }
 
-// ComputeReadInfoAPDUs counts the APDUs of a ReadBasicInfo on this profile:
-// SELECT 3F00 (if select.mf_first) + SELECT SSSE + per file holding a basic
-// item, one SELECT and one READ RECORD per item + per distinct key guarding a
-// basic item, GET CHALLENGE and EXTERNAL AUTHENTICATE + one VERIFY when a PIN
-// guards one. The transport's GET RESPONSEs and the key holder's (PSAM) APDUs
-// are not counted.
+// InternalAuthAPDUs is what the genuineness check adds to a read: GET
+// CHALLENGE (the process factor) and INTERNAL AUTHENTICATE.
+const InternalAuthAPDUs = 2
+
+// ComputeReadInfoAPDUs counts the APDUs of a ReadBasicInfo (the standard's
+// iReadCardBas procedure, card-reference §9) on this profile: SELECT 3F00
+// (if select.mf_first) + SELECT SSSE + per file holding a basic item, one
+// SELECT unless the file is read by identifier and SFI + one READ RECORD
+// per item + per distinct key guarding a basic item, GET CHALLENGE and
+// EXTERNAL AUTHENTICATE + one VERIFY when a PIN guards one + the
+// genuineness check (InternalAuthAPDUs), sent when a key provider is
+// configured. The transport's GET RESPONSEs and the key holder's (PSAM)
+// APDUs are not counted.
 func (p *Profile) ComputeReadInfoAPDUs() (int, error) {
-	n := 1 // SELECT SSSE
+	n := 1 + InternalAuthAPDUs // SELECT SSSE, GET CHALLENGE + INTERNAL AUTHENTICATE
 	if p.Select.MFFirst {
 		n++
 	}
@@ -423,7 +491,9 @@ func (p *Profile) ComputeReadInfoAPDUs() (int, error) {
 		}
 		if !selected[file] {
 			selected[file] = true
-			n++
+			if p.Files[file].SelectsEF() {
+				n++
+			}
 		}
 		n++
 		acc, _ := p.ReadAccess(item)

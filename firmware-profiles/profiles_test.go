@@ -96,7 +96,8 @@ func TestBuiltinFields(t *testing.T) {
 		w want
 	}{
 		{v1, want{"1.00", Alg3DES, T1, false, 0x00, 6, 6, 3, false, Access{Kind: AccessFree}, 10, ""}},
-		{v2, want{"2.00", Alg3DES, T0, true, 0x02, 4, 16, 6, true, Access{Kind: AccessFree}, 12, "mf_select_first ef_select_p1_02 t0_get_response"}},
+		// SSSE straight after reset on the T=0 card (card-reference §9): no 3F00 first.
+		{v2, want{"2.00", Alg3DES, T0, false, 0x02, 4, 16, 6, true, Access{Kind: AccessFree}, 11, "ef_select_p1_02 t0_get_response"}},
 		{v3, want{"3.00", AlgSM4, T1, false, 0x00, 4, 16, 3, true, Access{Kind: AccessKey, Key: 0x0A}, 13, ""}},
 	} {
 		p, w := c.p, c.w
@@ -114,7 +115,7 @@ func TestBuiltinFields(t *testing.T) {
 			pin.RetriesByEmptyVerify != w.emptyVer || pin.Pad != 0x0F {
 			t.Errorf("%s: pin %+v", p.Name, pin)
 		}
-		for _, item := range []string{ItemSSN, ItemName, ItemCardNumber, ItemGender} {
+		for _, item := range []string{ItemSSN, ItemName, ItemGender} {
 			if a, ok := p.ReadAccess(item); !ok || a != w.readAccess {
 				t.Errorf("%s: read access of %s = %v, %v; want %v", p.Name, item, a, ok, w.readAccess)
 			}
@@ -138,14 +139,14 @@ func TestBuiltinFields(t *testing.T) {
 		if h, ok := p.HolderKeyFor("read"); !ok || h != "rkssse" {
 			t.Errorf("%s: holder key for read = %q", p.Name, h)
 		}
-		if p.Crypto.InternalAuth.Factor != LevelCardIDTail || p.Crypto.InternalAuth.Key != "internal_auth" {
+		if p.Crypto.InternalAuth.Factor != FactorChallenge || p.Crypto.InternalAuth.Key != "internal_auth" {
 			t.Errorf("%s: internal auth %+v", p.Name, p.Crypto.InternalAuth)
 		}
 		if got := strings.Join(p.Crypto.Diversification.Levels, " "); got != "region card_id_tail" {
 			t.Errorf("%s: levels %s", p.Name, got)
 		}
-		if got := strings.Join(p.Activation.Steps, " "); got != "internal_authenticate application_unblock pin_change_from_initial" {
-			t.Errorf("%s: activation %s", p.Name, got)
+		if got := strings.Join(p.Activation.Steps, " "); got != "internal_authenticate pin_change_from_initial" || p.Activation.TransportLock {
+			t.Errorf("%s: activation %s, transport lock %v", p.Name, got, p.Activation.TransportLock)
 		}
 		// EF05 per card-reference §2.
 		for i, r := range []Record{
@@ -193,10 +194,11 @@ func TestBuiltinFields(t *testing.T) {
 	if _, r, _ := v3.Record(ItemNameExt); r.Optional {
 		t.Error("v3 name_ext optional")
 	}
-	if v3.Files["EF05"].Read != (Access{Kind: AccessKey, Key: 0x0A}) || v3.Files["EF06"].Read != (Access{Kind: AccessKey, Key: 0x0A}) {
+	// 3.0: EF05 free, only EF06 waits for RKSSSE (card-reference §9).
+	if v3.Files["EF05"].Read != (Access{Kind: AccessFree}) || v3.Files["EF06"].Read != (Access{Kind: AccessKey, Key: 0x0A}) {
 		t.Errorf("v3 file read access %v %v", v3.Files["EF05"].Read, v3.Files["EF06"].Read)
 	}
-	for _, item := range []string{ItemCardID, ItemSpecVersion} {
+	for _, item := range []string{ItemCardID, ItemSpecVersion, ItemIssueDate, ItemExpiryDate, ItemCardNumber} {
 		if a, _ := v3.ReadAccess(item); a.Kind != AccessFree {
 			t.Errorf("v3 %s read %v", item, a)
 		}
@@ -216,7 +218,7 @@ func TestBuiltinFields(t *testing.T) {
 		CmdCardBlock:                 "84 16 00 00 04 {mac}",
 		CmdPINReload:                 "80 5E 00 00 {lc} {pin} {mac}",
 		CmdPINReloadByKey:            "84 24 00 01 14 {cryptogram16}{mac}",
-		CmdPINUnblock:                "84 24 00 00 14 {enc_pin_block16}{mac}",
+		CmdPINUnblock:                "84 24 00 00 04 {mac}",
 		CmdPINChange:                 "80 5E 01 00 {lc} {old} FF {new}",
 		CmdFinalize:                  "84 F0 40 0F 04 {mac}",
 	} {
@@ -446,8 +448,8 @@ func TestTemplateBuild(t *testing.T) {
 	}
 
 	tp, _ = p.Template(CmdPINUnblock)
-	got, err = tp.Build(map[string][]byte{"enc_pin_block16": bytes.Repeat([]byte{0xE0}, 16), "mac": mac})
-	if err != nil || len(got) != 25 || got[4] != 0x14 {
+	got, err = tp.Build(map[string][]byte{"mac": mac})
+	if err != nil || len(got) != 9 || got[4] != 0x04 {
 		t.Errorf("pin unblock: % X %v", got, err)
 	}
 

@@ -138,6 +138,15 @@ func parseTemplate(text string) ([]tplPart, error) {
 	return parts, nil
 }
 
+// MACLast reports whether the template ends with {mac}.
+func (t Template) MACLast() bool {
+	parts := t.parts
+	if parts == nil {
+		parts, _ = parseTemplate(t.Text)
+	}
+	return len(parts) > 0 && parts[len(parts)-1].ph == "mac"
+}
+
 // Placeholders lists the template's placeholders in order.
 func (t Template) Placeholders() []string {
 	parts := t.parts

@@ -5,7 +5,9 @@
 //
 // Threading rule (pcsc-lite, FreeRDP and ChromeOS all learnt it): a Context
 // belongs to one goroutine. The only call made on it from elsewhere is
-// Cancel, which is how a blocking wait is interrupted.
+// Cancel, which is how a blocking wait is interrupted. A Card has a context
+// of its own; the only call made on its handle from elsewhere is the
+// Disconnect that ends an SCardBeginTransaction given up (Card.Transaction).
 package pcsc
 
 import (
@@ -13,7 +15,6 @@ import (
 	"errors"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/ebfe/scard"
 )
@@ -21,6 +22,7 @@ import (
 // Context is one PC/SC resource-manager context (SCARDCONTEXT).
 type Context struct {
 	sc       *scard.Context
+	dial     dialer // nil: each card connects on a context of its own (dialOwnContext)
 	mu       sync.Mutex
 	released bool
 }
@@ -113,31 +115,6 @@ func statusOf(s scard.ReaderState) ReaderStatus {
 		st.ATR = append([]byte(nil), s.Atr...)
 	}
 	return st
-}
-
-// WaitForCard blocks until a card is present in reader, ctx ends, or the
-// reader goes away. It is used by the CLI and tests; the station's workers
-// use the Monitor.
-func (c *Context) WaitForCard(ctx context.Context, reader string) error {
-	stop := c.cancelOnDone(ctx)
-	defer stop()
-	rs := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
-	for {
-		err := c.sc.GetStatusChange(rs, 5*time.Second)
-		if ctx.Err() != nil {
-			return &Error{Op: "wait for card", Reader: reader, Kind: KindCancelled, Err: ctx.Err()}
-		}
-		if err != nil && !errors.Is(err, scard.ErrTimeout) {
-			return wrap("wait for card", reader, err)
-		}
-		if rs[0].EventState&scard.StatePresent != 0 && rs[0].EventState&scard.StateMute == 0 {
-			return nil
-		}
-		if rs[0].EventState&(scard.StateUnknown|scard.StateUnavailable) != 0 {
-			return &Error{Op: "wait for card", Reader: reader, Kind: KindReaderGone}
-		}
-		rs[0].CurrentState = rs[0].EventState &^ scard.StateChanged
-	}
 }
 
 // cancelOnDone arranges for SCardCancel when ctx ends; the returned func

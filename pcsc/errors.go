@@ -23,6 +23,7 @@ const (
 	KindTimeout           // a wait timed out
 	KindUnresponsive      // the card does not answer its reset
 	KindProtocol          // the card and reader share no protocol
+	KindBusy              // another program held the card (a transaction) longer than the caller would wait
 )
 
 var kindNames = map[Kind]string{
@@ -38,6 +39,7 @@ var kindNames = map[Kind]string{
 	KindTimeout:      "timed out",
 	KindUnresponsive: "card does not respond",
 	KindProtocol:     "protocol mismatch",
+	KindBusy:         "reader busy: another program holds the card",
 }
 
 func (k Kind) String() string { return kindNames[k] }
@@ -54,6 +56,7 @@ var (
 	ErrCancelled    = &Error{Kind: KindCancelled}
 	ErrTimeout      = &Error{Kind: KindTimeout}
 	ErrUnresponsive = &Error{Kind: KindUnresponsive}
+	ErrBusy         = &Error{Kind: KindBusy}
 )
 
 // Error is a classified PC/SC failure, wrapped with the operation and reader.
@@ -106,12 +109,16 @@ func classify(code scard.Error) Kind {
 		// pcsc-lite answers SCARD_E_NO_SMARTCARD on a handle whose card left;
 		// for a connected handle it means the same as removed.
 		return KindCardRemoved
-	case scard.ErrResetCard:
+	case scard.ErrResetCard, scard.ErrUnpoweredCard:
+		// An unpowered card (pcscd powers a card down after a while
+		// unused) needs what a reset one does: reconnect, select again.
 		return KindCardReset
-	case scard.ErrReaderUnavailable, scard.ErrUnknownReader, scard.ErrCommError, scard.ErrReaderUnsupported:
+	case scard.ErrReaderUnavailable, scard.ErrUnknownReader, scard.ErrReaderUnsupported:
 		return KindReaderGone
-	case scard.ErrNoService, scard.ErrServiceStopped, scard.ErrInvalidHandle, scard.ErrNoMemory:
-		// a handle becomes invalid when pcscd restarts: only a new context helps
+	case scard.ErrNoService, scard.ErrServiceStopped, scard.ErrInvalidHandle, scard.ErrNoMemory, scard.ErrCommError:
+		// A handle becomes invalid when pcscd restarts, and libpcsclite
+		// reports SCARD_F_COMM_ERROR when its socket to pcscd breaks in
+		// the middle of a call: only a new context helps.
 		return KindServiceGone
 	case scard.ErrNoReadersAvailable:
 		return KindNoReaders
@@ -121,12 +128,24 @@ func classify(code scard.Error) Kind {
 		return KindCancelled
 	case scard.ErrTimeout:
 		return KindTimeout
-	case scard.ErrUnresponsiveCard, scard.ErrUnpoweredCard:
+	case scard.ErrUnresponsiveCard:
 		return KindUnresponsive
 	case scard.ErrProtoMismatch:
 		return KindProtocol
 	}
 	return KindOther
+}
+
+// wrapConnect is wrap for a connection attempt: there "no card" or
+// "removed" means the reader is empty (or the card left before the
+// connection was made), which is ErrNoCard, not the removal of a card this
+// connection was using.
+func wrapConnect(op, reader string, err error) error {
+	err = wrap(op, reader, err)
+	if e, ok := err.(*Error); ok && e.Kind == KindCardRemoved {
+		e.Kind = KindNoCard
+	}
+	return err
 }
 
 // wrap turns a raw error from ebfe/scard into *Error; other errors pass through wrapped with op.

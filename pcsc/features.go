@@ -19,12 +19,8 @@ const (
 // cmGetFeatureRequest is CM_IOCTL_GET_FEATURE_REQUEST.
 var cmGetFeatureRequest = scard.CtlCode(3400)
 
-// Features asks the reader for its part-10 features: feature tag → control code.
-func (c *Card) Features() map[byte]uint32 {
-	return features(c.h)
-}
-
-func features(h *scard.Card) map[byte]uint32 {
+// features asks the reader for its part-10 features: feature tag → control code.
+func features(h cardHandle) map[byte]uint32 {
 	out, err := h.Control(cmGetFeatureRequest, nil)
 	if err != nil {
 		return nil
@@ -45,7 +41,7 @@ func features(h *scard.Card) map[byte]uint32 {
 
 // readerMaxAPDUData reads dwMaxAPDUDataSize; a reader that does not say
 // gets short APDUs (255), which every reader supports.
-func readerMaxAPDUData(h *scard.Card) int {
+func readerMaxAPDUData(h cardHandle) int {
 	code, ok := features(h)[FeatureGetTLVProperties]
 	if !ok {
 		return 255

@@ -72,7 +72,7 @@ func TestReadRecordThroughPCSCD(t *testing.T) {
 	}
 }
 
-// The T=0 card answers 61xx to a case-4 SELECT and 6Cxx to a READ RECORD
+// The T=0 card answers 61xx to a case-4 SELECT (sent as case 3) and 6Cxx to a READ RECORD
 // with the wrong Le: the loop must fetch and resend by itself, and the
 // trace must show that it did.
 func TestT0GetResponseAndWrongLe(t *testing.T) {
@@ -89,6 +89,11 @@ func TestT0GetResponseAndWrongLe(t *testing.T) {
 	}
 	if len(trace) != 2 || trace[0].SW.SW1() != 0x61 || trace[1].Name != "GET RESPONSE" {
 		t.Fatalf("expected SELECT answered 61xx then GET RESPONSE, trace: %v", trace)
+	}
+	// On T=0 the case 4 SELECT went as case 3: no Le after the data (the
+	// virtual T=0 card answers a case 4 TPDU with 6700, as a strict one does).
+	if want := append([]byte{0x00, 0xA4, 0x04, 0x00, byte(len(ssseAID))}, ssseAID...); !bytes.Equal(trace[0].RawCommand, want) {
+		t.Fatalf("SELECT on the wire % X, want % X", trace[0].RawCommand, want)
 	}
 	if _, err := card.Transmit(ctx, apdu.Command{INS: 0xA4, Data: []byte{0xEF, 0x05}}); err != nil {
 		t.Fatal(err)

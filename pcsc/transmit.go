@@ -19,25 +19,50 @@ const (
 // ErrCardMisbehaves is returned when a card breaks a cap of the loop.
 var ErrCardMisbehaves = errors.New("card exceeds the transmit loop's limits")
 
-// transmit is the one transmit loop. maxData is the largest data field the
-// reader takes in one APDU (≤255: short APDUs with chaining).
-func transmit(ctx context.Context, t rawTransmitter, cmd apdu.Command, maxData int) (apdu.Response, error) {
+// ErrNoChaining is returned for data that does not fit in one APDU when
+// the command's class does not allow command chaining.
+var ErrNoChaining = errors.New("the data does not fit in one APDU and the class does not allow command chaining")
+
+// link is what the transmit loop must know about the connection.
+type link struct {
+	// t0: the active protocol is T=0, whose TPDUs carry either command
+	// data or response data, never both (ISO/IEC 7816-3 §12.2).
+	t0 bool
+	// maxData is the largest data field one APDU may carry: 255 (short
+	// APDUs) unless the reader and the card both take extended lengths.
+	maxData int
+}
+
+// shortLink is a link with short APDUs on T=1.
+var shortLink = link{maxData: apdu.MaxShortData}
+
+// transmit is the one transmit loop. The context is checked once, before
+// the command's first APDU: once the card has been asked, the loop sees
+// the exchange through (chained blocks, 6Cxx resend, GET RESPONSEs), since
+// abandoning it would lose an answer the card has already produced.
+func transmit(ctx context.Context, t rawTransmitter, cmd apdu.Command, l link) (apdu.Response, error) {
 	op := cmd.Label()
 	if err := cmd.Validate(); err != nil {
 		return apdu.Response{}, fmt.Errorf("%s: %w", op, err)
 	}
-	extended := maxData > apdu.MaxShortData
+	if err := ctx.Err(); err != nil {
+		return apdu.Response{}, &Error{Op: "transmit " + op, Kind: KindCancelled, Err: err}
+	}
+	limit := apdu.MaxShortData
+	if !l.t0 && l.maxData > apdu.MaxShortData {
+		limit = l.maxData
+	}
+	extended := limit > apdu.MaxShortData
 	if !extended && cmd.Ne > apdu.MaxShortNe {
-		// The reader cannot carry an extended Le: ask for 256 and let 61xx bring the rest.
+		// The link cannot carry an extended Le: ask for 256 and let 61xx bring the rest.
 		cmd.Ne = apdu.MaxShortNe
 	}
 
-	// Command chaining (ISO/IEC 7816-4 §5.3.3) for data the reader cannot
+	// Command chaining (ISO/IEC 7816-4 §5.3.3) for data the link cannot
 	// take in one APDU: every block but the last has CLA b5 set and must be
 	// acknowledged with 9000.
-	limit := apdu.MaxShortData
-	if extended {
-		limit = maxData
+	if len(cmd.Data) > limit && !chainingAllowed(cmd) {
+		return apdu.Response{}, fmt.Errorf("%s: %w (%d bytes, at most %d per APDU, class %02X)", op, ErrNoChaining, len(cmd.Data), limit, cmd.CLA)
 	}
 	for len(cmd.Data) > limit {
 		part := cmd
@@ -54,11 +79,22 @@ func transmit(ctx context.Context, t rawTransmitter, cmd apdu.Command, maxData i
 		cmd.Data = cmd.Data[limit:]
 	}
 
-	resp, err := exchangeOnce(ctx, t, cmd)
+	wire := cmd
+	if l.t0 && len(wire.Data) > 0 {
+		// T=0 case 4 goes as case 3: header, Lc and data, no Le. The card
+		// announces its answer with 61xx and GET RESPONSE fetches it
+		// (ISO/IEC 7816-3 §12.2.4; OpenSC's sc_apdu2bytes does the same).
+		// A strict reader or card refuses, or garbles, the extra Le byte.
+		wire.Ne = 0
+	}
+	resp, err := exchangeOnce(ctx, t, wire)
 	if err != nil {
 		return apdu.Response{}, err
 	}
-	for resends := 0; ; resends++ {
+	for resends := 0; len(wire.Data) == 0; resends++ {
+		// 6Cxx tells a case 1/2 command the right Le. A command with data
+		// answered 6Cxx is not resent: sending its data again could repeat
+		// what it did, so the status word goes back to the caller as is.
 		le, ok := resp.SW.WrongLe()
 		if !ok {
 			break
@@ -66,9 +102,8 @@ func transmit(ctx context.Context, t rawTransmitter, cmd apdu.Command, maxData i
 		if resends == maxWrongLe {
 			return apdu.Response{}, fmt.Errorf("%s: %w: 6Cxx answered %d times", op, ErrCardMisbehaves, resends+1)
 		}
-		again := cmd
-		again.Ne = le
-		if resp, err = exchangeOnce(ctx, t, again); err != nil {
+		wire.Ne = le
+		if resp, err = exchangeOnce(ctx, t, wire); err != nil {
 			return apdu.Response{}, err
 		}
 	}
@@ -116,11 +151,49 @@ func exchangeOnce(ctx context.Context, t rawTransmitter, cmd apdu.Command) (apdu
 	return resp, nil
 }
 
-// getResponseCLA keeps the logical channel of the command (ISO/IEC 7816-4
-// §5.4.1): channels 0-3 in b1-b2 of a first-interindustry class, 4-19 in
-// b1-b4 of a further-interindustry class.
+// Class byte kinds (ISO/IEC 7816-4 §5.4.1).
+func firstInterindustry(cla byte) bool   { return cla&0xE0 == 0x00 }
+func furtherInterindustry(cla byte) bool { return cla&0xC0 == 0x40 }
+func proprietaryClass(cla byte) bool     { return cla&0x80 != 0 }
+
+// secureMessaging reports an interindustry class that announces secure
+// messaging: b4-b3 of a first-interindustry class, b6 of a
+// further-interindustry one.
+func secureMessaging(cla byte) bool {
+	switch {
+	case firstInterindustry(cla):
+		return cla&0x0C != 0
+	case furtherInterindustry(cla):
+		return cla&0x20 != 0
+	}
+	return false
+}
+
+// chainingAllowed: command chaining is CLA b5 of an interindustry class.
+// A proprietary class gives b5 no meaning (setting it could send another
+// command) unless the command declares that its card takes it there
+// (ProprietaryChaining), and under secure messaging each block would need
+// its own cryptographic checksum, which the loop cannot compute: those are
+// refused rather than chained.
+func chainingAllowed(cmd apdu.Command) bool {
+	if proprietaryClass(cmd.CLA) {
+		return cmd.ProprietaryChaining
+	}
+	return !secureMessaging(cmd.CLA) && (firstInterindustry(cmd.CLA) || furtherInterindustry(cmd.CLA))
+}
+
+// getResponseCLA is the class of the GET RESPONSE that fetches a
+// command's answer. GET RESPONSE is an interindustry command without
+// secure messaging on the command's logical channel (ISO/IEC 7816-4
+// §5.4.1): channels 0-3 in b2-b1 of a first-interindustry class, 4-19 in
+// b4-b1 of a further-interindustry class (cla&0xC0 == 0x40). A proprietary
+// class (b8 set: PBOC's 80 and 84) codes no channel that ISO defines; the
+// station uses only the basic channel, and public PBOC and EMV traces
+// answer 61xx after 80/84 commands with 00 C0, so b2-b1 are kept (00 for
+// them; GlobalPlatform codes channels 0-3 there too) and b7 is never read
+// as "further interindustry".
 func getResponseCLA(cla byte) byte {
-	if cla&0x40 != 0 {
+	if furtherInterindustry(cla) {
 		return 0x40 | cla&0x0F
 	}
 	return cla & 0x03

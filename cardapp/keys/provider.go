@@ -140,3 +140,40 @@ func ExternalAuthCryptogram(ctx context.Context, p Provider, req Request, challe
 	}
 	return p.Encrypt(ctx, req, ExternalAuthData(challenge))
 }
+
+// ErrNoProvider is returned when an operation needs a key and the station
+// has no key provider configured. Reading a card needs none; proving it
+// genuine, writing it and the PIN commands that carry a cryptogram do.
+var ErrNoProvider = errors.New("no key provider configured")
+
+// None is the provider of a station configured without keys: every call
+// fails with [ErrNoProvider]. Card operations check [Ready] first, so they
+// refuse before sending any APDU; None only makes sure that a caller that
+// forgot to does not crash on a nil provider.
+var None Provider = noProvider{}
+
+type noProvider struct{}
+
+func (noProvider) Encrypt(context.Context, Request, []byte) ([]byte, error) {
+	return nil, ErrNoProvider
+}
+
+func (noProvider) MAC(context.Context, Request, []byte, []byte) ([]byte, error) {
+	return nil, ErrNoProvider
+}
+
+func (noProvider) Close() error   { return nil }
+func (noProvider) String() string { return "no key provider" }
+
+// Ready reports whether p can compute anything: [ErrNoProvider] for a nil
+// provider and for [None]. It is the one place that decides "no keys", so
+// card operations call it before their first APDU.
+func Ready(p Provider) error {
+	if p == nil {
+		return ErrNoProvider
+	}
+	if _, ok := p.(noProvider); ok {
+		return ErrNoProvider
+	}
+	return nil
+}

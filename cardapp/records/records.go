@@ -1,7 +1,7 @@
 // Package records encodes and decodes the SSSE record files' values: each
 // record is one simple TLV (tag, length, value), and each value has a type
 // (card-reference §2): cn is BCD, left-aligned, padded with F; an is text padded
-// with 00, names in GBK; b is binary. The host (reading, personalizing) and
+// with 00 or 20 (card-reference §9), names in GBK; b is binary. The host (reading, personalizing) and
 // the virtual card (building its images) share it.
 package records
 
@@ -78,12 +78,8 @@ func Decode(typ string, v []byte) (string, error) {
 		}
 		return sb.String(), nil
 	case TypeText:
-		end := len(v)
-		for end > 0 && v[end-1] == 0x00 {
-			end--
-		}
-		t := v[:end]
-		if all(t, 0xFF) {
+		t := TrimTextPadding(v)
+		if len(t) == 0 {
 			return "", nil
 		}
 		out, err := simplifiedchinese.GBK.NewDecoder().Bytes(t)
@@ -98,6 +94,21 @@ func Decode(typ string, v []byte) (string, error) {
 		return fmt.Sprintf("%X", v), nil
 	}
 	return "", fmt.Errorf("records: unknown type %q", typ)
+}
+
+// TrimTextPadding drops the trailing padding of an an value: 0x20 (the
+// real 1.00 card in the public Mingwah trace pads names with spaces,
+// card-reference §9), 0x00 (other writers, card-reference §2) and 0xFF
+// (an erased record). Cutting bytes off the end is safe in GBK: a
+// two-byte character's second byte is 0x40..0x7E or 0x80..0xFE, never
+// 0x20, 0x00 or 0xFF, so a trailing pad byte is never half a character.
+// Trailing spaces typed as part of the text go too: names are trimmed.
+func TrimTextPadding(v []byte) []byte {
+	end := len(v)
+	for end > 0 && (v[end-1] == 0x20 || v[end-1] == 0x00 || v[end-1] == 0xFF) {
+		end--
+	}
+	return v[:end]
 }
 
 // ErrTooLong is returned when a value does not fit its field.

@@ -2,7 +2,7 @@
 // virtual readers (vsmartcard vpcd), one card per vpcd port, so that the
 // station and its tests talk to them through real PC/SC.
 //
-//	cardsim --port 35963 [--port 35964 ...] [--card FILE|NAME] [--t0]
+//	cardsim --port 35963 [--port 35964 ...] [--card FILE|NAME | --replay FILE] [--t0]
 //	        [--profiles DIR] [--host 127.0.0.1] [--control ADDR] [--verbose]
 //	        [--print-image] [--list-cards]
 //
@@ -28,6 +28,7 @@ import (
 	"ssstation/internal/cardsim/control"
 	"ssstation/internal/cardsim/engine"
 	"ssstation/internal/cardsim/psam"
+	"ssstation/internal/cardsim/replay"
 	"ssstation/internal/cardsim/ssse"
 	"ssstation/internal/cardsim/vpcd"
 )
@@ -46,6 +47,7 @@ type options struct {
 	PrintImage bool
 	ListCards  bool
 	Profiles   string // profiles.LoadDir override directory for SSSE cards
+	Replay     string // a transcript: the card answers from it (internal/cardsim/replay)
 }
 
 // portList is a repeatable --port flag; "35963,35964" works too.
@@ -92,8 +94,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Var(&psamPorts, "psam-port", "vpcd port to put a PSAM (the issuer keys' card) into (repeatable)")
 	fs.StringVar(&o.PSAMFile, "psam", "", "PSAM image JSON file (default: the built-in test PSAM, docs/psam.md)")
 	fs.StringVar(&o.Profiles, "profiles", "", "directory of firmware profiles overriding or adding to the built-in ones (SSSE cards)")
+	fs.StringVar(&o.Replay, "replay", "", "transcript file (sscard record): the card answers from it; unmatched commands answer 6D00 and are counted (control: stats)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: cardsim --port 35963 [--port ...] [--card FILE|NAME] [--psam-port 35964 [--psam FILE]] [--t0] [--profiles DIR] [--host 127.0.0.1] [--control ADDR] [--list-cards]")
+		fmt.Fprintln(stderr, "usage: cardsim --port 35963 [--port ...] [--card FILE|NAME | --replay FILE] [--psam-port 35964 [--psam FILE]] [--t0] [--profiles DIR] [--host 127.0.0.1] [--control ADDR] [--list-cards]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -104,6 +107,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	o.Ports = ports
 	o.PSAMPorts = psamPorts
+	if o.Replay != "" && (o.CardFile != "" || o.T0) {
+		return o, errors.New("--replay: the transcript is the card (its ATR and protocol too): not with --card or --t0")
+	}
 	if len(o.Ports) == 0 && len(o.PSAMPorts) == 0 {
 		o.Ports = []int{35963}
 	}
@@ -120,6 +126,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 // buildCard makes one card as the options describe. It is called once per
 // port, so every slot has its own card state.
 func buildCard(o options) (vpcd.Card, error) {
+	if o.Replay != "" {
+		return replay.Load(o.Replay)
+	}
 	img := engine.DefaultImage()
 	if o.CardFile != "" {
 		// An SSSE card (package ssse) runs under its firmware profile: an
@@ -212,6 +221,9 @@ func serve(ctx context.Context, o options, stderr io.Writer) error {
 		s := vpcd.NewSlot(net.JoinHostPort(o.Host, strconv.Itoa(p)), card)
 		if o.Verbose {
 			s.Logf = logger.Printf
+			if rc, ok := card.(*replay.Card); ok {
+				rc.SetLogf(logger.Printf)
+			}
 		}
 		slots = append(slots, s)
 	}

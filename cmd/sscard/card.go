@@ -53,8 +53,13 @@ func loadCardEnv(f *cardFlags) (*cardEnv, error) {
 		return nil, err
 	}
 	ce := &cardEnv{cfg: cfg, set: set}
-	if cfg.Keys.Provider != "psam" {
-		if ce.keys, err = cfg.SoftwareKeys(); err != nil {
+	if cfg.TestKeys() {
+		noteTestKeys()
+	}
+	if cfg.Keys.Provider != config.ProviderPSAM {
+		// No provider configured gives keys.None: reads work, and every
+		// operation that needs a key refuses before its first APDU.
+		if ce.keys, err = cfg.HostKeys(); err != nil {
 			return nil, err
 		}
 	}
@@ -64,14 +69,16 @@ func loadCardEnv(f *cardFlags) (*cardEnv, error) {
 // attachKeys connects to the PSAM when the configuration puts the issuer
 // keys there: a second reader, and a connection of its own. The keys
 // never leave the PSAM; the station sends it diversification data and
-// gets cryptograms and MACs back.
-func (ce *cardEnv) attachKeys(ctx context.Context, pc *pcsc.Context) (func(), error) {
-	if ce.keys != nil {
+// gets cryptograms and MACs back. The PSAM's reader must not be the
+// card's (cardReader): both connections would wait for each other's
+// transaction for ever.
+func (ce *cardEnv) attachKeys(ctx context.Context, pc *pcsc.Context, cardReader string) (func(), error) {
+	if ce.cfg.Keys.Provider != config.ProviderPSAM {
 		return func() {}, nil
 	}
-	name, err := resolveReader(pc, ce.cfg.Keys.PSAMReader)
+	name, err := resolvePSAMReader(pc, ce.cfg.Keys.PSAMReader, cardReader)
 	if err != nil {
-		return nil, fmt.Errorf("PSAM reader: %w", err)
+		return nil, err
 	}
 	var opts []psamhost.Option
 	if path := ce.cfg.Keys.PSAMKeyTable; path != "" {
@@ -83,7 +90,10 @@ func (ce *cardEnv) attachKeys(ctx context.Context, pc *pcsc.Context) (func(), er
 	}
 	card, err := pc.Connect(ctx, name, pcsc.ConnectOptions{Share: pcsc.ShareShared, OnClose: pcsc.LeaveCard})
 	if err != nil {
-		return nil, fmt.Errorf("PSAM in %q: %w", name, err)
+		if errors.Is(err, pcsc.ErrNoCard) || errors.Is(err, pcsc.ErrCardRemoved) {
+			return nil, fmt.Errorf("no PSAM in %q (keys.psam_reader in the station configuration): put the PSAM in that reader", name)
+		}
+		return nil, fmt.Errorf("PSAM in %q (keys.psam_reader in the station configuration): %w", name, err)
 	}
 	ce.keys = psamhost.New(card, opts...)
 	return func() { ce.keys.Close(); ce.keys = nil; card.Close() }, nil
@@ -151,7 +161,7 @@ func withSession(ctx context.Context, env *cli, f *cardFlags, ce *cardEnv, body 
 		return err
 	}
 	if ce != nil {
-		done, err := ce.attachKeys(ctx, pc)
+		done, err := ce.attachKeys(ctx, pc, name)
 		if err != nil {
 			return err
 		}
@@ -164,7 +174,8 @@ func withSession(ctx context.Context, env *cli, f *cardFlags, ce *cardEnv, body 
 	card, err := pc.Connect(ctx, name, opts)
 	if err != nil {
 		if errors.Is(err, pcsc.ErrNoCard) || errors.Is(err, pcsc.ErrCardRemoved) {
-			return fmt.Errorf("no card in %q", name)
+			// Wrapped, so that LegacyCode gives the interface's −2.
+			return fmt.Errorf("no card in %q: %w", name, pcsc.ErrNoCard)
 		}
 		return err
 	}

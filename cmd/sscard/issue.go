@@ -2,16 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"ssstation/cardapp"
 	"ssstation/pcsc"
 	"ssstation/station/issuance"
 	"ssstation/station/journal"
+	"ssstation/station/secret"
 )
 
 func init() {
@@ -20,7 +21,7 @@ func init() {
 	register("activate", "activate a delivered card and set the holder's PIN", cmdActivate)
 	register("block", "block a card reported lost (--permanent, or --card for the whole card)", cmdBlock)
 	register("unblock", "release a temporary application block", cmdUnblock)
-	register("journal", "list the journal of multi-step operations (--card ID for one card)", cmdJournal)
+	register("journal", "list the journal of multi-step operations (--card ID for one card); journal abandon OP closes one whose card is gone", cmdJournal)
 }
 
 type issueFlags struct {
@@ -37,11 +38,55 @@ func addIssueFlags(name string) (*issueFlags, *flagSet) {
 	return f, fs
 }
 
-func openJournal(ce *cardEnv, path string) (*journal.Store, error) {
-	if path == "" {
-		path = filepath.Join(ce.cfg.DataDir, "journal.db")
+// exitJournalDamaged is sscard's exit code for a journal file that cannot
+// be read (truncated, overwritten, not a journal): docs/journal.md.
+const exitJournalDamaged = 3
+
+// journalDamaged carries a damaged journal's error and its exit code.
+type journalDamaged struct{ err error }
+
+func (e journalDamaged) Error() string {
+	return e.err.Error() + " (the file is left as it is: move it away to start a new journal, keep it for inspection)"
+}
+func (e journalDamaged) Unwrap() error { return e.err }
+func (e journalDamaged) ExitCode() int { return exitJournalDamaged }
+
+func journalError(err error) error {
+	if errors.Is(err, journal.ErrDamaged) {
+		return journalDamaged{err}
 	}
-	return journal.Open(path)
+	return err
+}
+
+// journalPath is --journal, or DATA_DIR/journal.db; an empty data
+// directory is an error, never the current directory.
+func journalPath(ce *cardEnv, path string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	if ce.cfg.DataDir == "" {
+		return "", fmt.Errorf("no data directory configured (data_dir): the journal has no place")
+	}
+	return filepath.Join(ce.cfg.DataDir, "journal.db"), nil
+}
+
+// openJournal opens the journal for writing, and the station secret that
+// keys its digests (kept beside it, never in it).
+func openJournal(ce *cardEnv, path string) (*journal.Store, *secret.Key, error) {
+	path, err := journalPath(ce, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	j, err := journal.OpenWith(path, journal.Options{})
+	if err != nil {
+		return nil, nil, journalError(err)
+	}
+	key, err := secret.Load(filepath.Dir(path))
+	if err != nil {
+		j.Close()
+		return nil, nil, err
+	}
+	return j, key, nil
 }
 
 // withRunner opens the card (no transaction: the runner's operation runs
@@ -51,13 +96,13 @@ func withRunner(ctx context.Context, env *cli, f *issueFlags, body func(ctx cont
 	if err != nil {
 		return err
 	}
-	j, err := openJournal(ce, *f.journal)
+	j, key, err := openJournal(ce, *f.journal)
 	if err != nil {
 		return err
 	}
 	defer j.Close()
 	return withSession(ctx, env, f.cardFlags, ce, func(ctx context.Context, card *pcsc.Card) error {
-		r := &issuance.Runner{Journal: j, Set: ce.set, Opts: ce.options()}
+		r := &issuance.Runner{Journal: j, Set: ce.set, Opts: ce.options(), Secret: key}
 		ctx = cardapp.WithProgress(ctx, func(i, n int, step string) {
 			if !*f.asJSON {
 				fmt.Fprintf(env.stderr, "  [%d/%d] %s\n", i, n, step)
@@ -75,13 +120,11 @@ func readHolder(path string) (*cardapp.PersonalizeRequest, error) {
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
-	var req cardapp.PersonalizeRequest
-	dec := json.NewDecoder(bytesReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	req, err := cardapp.DecodeRequest(b) // strict: one document, no key twice
+	if err != nil {
 		return nil, usagef("%s: %v", path, err)
 	}
-	return &req, nil
+	return req, nil
 }
 
 func reportOutcome(env *cli, asJSON bool, what string, result any, out *issuance.Outcome, err error) error {
@@ -96,7 +139,7 @@ func reportOutcome(env *cli, asJSON bool, what string, result any, out *issuance
 	if out != nil {
 		switch {
 		case errors.Is(err, issuance.ErrInterrupted):
-			fmt.Fprintf(env.stdout, "%s interrupted (%s).\nPut the same card back and run the same command with --op %s to resume.\n", what, out.StoppedAt, out.OpID)
+			fmt.Fprintf(env.stdout, "%s interrupted (%s).\nPut the same card back and run the same command (the card's unfinished operation is found; or give --op %s) to resume.\n", what, out.StoppedAt, out.OpID)
 		case err != nil:
 			fmt.Fprintf(env.stdout, "%s failed (operation %s).\n", what, out.OpID)
 		case out.Resumed:
@@ -163,13 +206,16 @@ func cmdActivate(ctx context.Context, env *cli, args []string) error {
 		return err
 	}
 	sec := &secrets{env: env, stdin: *pinStdin}
-	newPIN, err := sec.read("Holder's new PIN")
+	newPIN, err := sec.read("Holder's new PIN (resuming an interrupted activation: the PIN typed then)")
 	if err != nil {
 		return err
 	}
 	confirm, err := sec.read("New PIN again")
 	if err != nil {
 		return err
+	}
+	if confirm == "" {
+		return usagef("the PIN was not confirmed (an empty second entry)")
 	}
 	var res *cardapp.ActivateResult
 	var out *issuance.Outcome
@@ -180,10 +226,19 @@ func cmdActivate(ctx context.Context, env *cli, args []string) error {
 	})
 	newPIN, confirm = "", ""
 	if err == nil && !*f.asJSON && res != nil {
-		if res.AlreadyActive {
-			fmt.Fprintf(env.stdout, "Card %s is already active: nothing was changed.\n", res.CardID)
-		} else {
-			fmt.Fprintf(env.stdout, "Card %s activated: transport lock released: %v, holder PIN set: %v.\n", res.CardID, res.Unblocked, res.PINSet)
+		tries := ""
+		if res.TriesLeft != nil {
+			tries = fmt.Sprintf(" %d PIN tries left (a right PIN restores the counter).", *res.TriesLeft)
+		}
+		switch {
+		case res.AlreadyActive && res.Evidence == "journal":
+			fmt.Fprintf(env.stdout, "Card %s: PIN already set (this station's journal shows the activation done): nothing was sent.\n", res.CardID)
+		case res.AlreadyActive:
+			fmt.Fprintf(env.stdout, "Card %s: PIN already set (the card refuses the initial PIN): nothing was changed.%s\n", res.CardID, tries)
+		case res.SetEarlier:
+			fmt.Fprintf(env.stdout, "Card %s activated: the holder's PIN was set by the interrupted attempt.%s\n", res.CardID, tries)
+		default:
+			fmt.Fprintf(env.stdout, "Card %s activated: holder PIN set (transport lock released: %v).\n", res.CardID, res.Unblocked)
 		}
 	}
 	return reportOutcome(env, *f.asJSON, "Activation", res, out, err)
@@ -241,6 +296,9 @@ func cmdUnblock(ctx context.Context, env *cli, args []string) error {
 }
 
 func cmdJournal(ctx context.Context, env *cli, args []string) error {
+	if len(args) > 0 && args[0] == "abandon" {
+		return cmdJournalAbandon(env, args[1:])
+	}
 	fs := newFlags("journal")
 	cfgPath := fs.String("config", "", "station configuration file")
 	path := fs.String("journal", "", "journal file (default DATA_DIR/journal.db)")
@@ -253,9 +311,21 @@ func cmdJournal(ctx context.Context, env *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	j, err := openJournal(ce, *path)
+	p, err := journalPath(ce, *path)
 	if err != nil {
 		return err
+	}
+	// Listing reads: it creates no file or directory and writes nothing.
+	j, err := journal.OpenReadOnly(p, journal.Options{})
+	if errors.Is(err, os.ErrNotExist) {
+		if *asJSON {
+			return writeJSON(env.stdout, []*journal.Entry{})
+		}
+		fmt.Fprintf(env.stdout, "No journal at %s yet: no operation was recorded.\n", p)
+		return nil
+	}
+	if err != nil {
+		return journalError(err)
 	}
 	defer j.Close()
 	var entries []*journal.Entry
@@ -265,7 +335,10 @@ func cmdJournal(ctx context.Context, env *cli, args []string) error {
 		entries, err = j.List(50)
 	}
 	if err != nil {
-		return err
+		return journalError(err)
+	}
+	for _, e := range entries {
+		e.PINCheck = "" // a keyed digest, but nothing a listing needs
 	}
 	if *asJSON {
 		return writeJSON(env.stdout, entries)
@@ -274,10 +347,60 @@ func cmdJournal(ctx context.Context, env *cli, args []string) error {
 		fmt.Fprintln(env.stdout, "The journal is empty.")
 	}
 	for _, e := range entries {
+		if e.Status == journal.StatusDamaged {
+			fmt.Fprintf(env.stdout, "%-19s  %-11s %-11s %s\n    %s\n", "-", "?", e.Status, termSafeLines(e.OpID), termSafeLines(e.Error))
+			continue
+		}
 		fmt.Fprintf(env.stdout, "%s  %-11s %-11s card %s  %s\n", e.Updated.Format("2006-01-02 15:04:05"), e.Kind, e.Status, e.CardID, e.OpID)
 		if e.Status.Unfinished() {
-			fmt.Fprintf(env.stdout, "    %s\n", e.StoppedAt())
+			fmt.Fprintf(env.stdout, "    %s\n", termSafeLines(e.StoppedAt()))
 		}
 	}
+	return nil
+}
+
+// cmdJournalAbandon closes an unfinished operation whose card is gone.
+func cmdJournalAbandon(env *cli, args []string) error {
+	fs := newFlags("journal abandon")
+	cfgPath := fs.String("config", "", "station configuration file")
+	path := fs.String("journal", "", "journal file (default DATA_DIR/journal.db)")
+	note := fs.String("note", "abandoned by a technician: the card is gone", "why (kept in the journal; never holder data)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	var op string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		op, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if op == "" && fs.NArg() == 1 {
+		op = fs.Arg(0)
+	}
+	if op == "" {
+		return usagef("usage: sscard journal abandon OP [--note TEXT]")
+	}
+	ce, err := loadCardEnv(&cardFlags{config: cfgPath, reader: new(string), asJSON: asJSON, verbose: new(bool)})
+	if err != nil {
+		return err
+	}
+	p, err := journalPath(ce, *path)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(p); err != nil {
+		return fmt.Errorf("journal %s: %w", p, err)
+	}
+	j, err := journal.OpenWith(p, journal.Options{})
+	if err != nil {
+		return journalError(err)
+	}
+	defer j.Close()
+	if err := j.Abandon(op, *note); err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(env.stdout, map[string]string{"op_id": op, "status": string(journal.StatusAbandoned)})
+	}
+	fmt.Fprintf(env.stdout, "Operation %s abandoned.\n", op)
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func init() {
-	register("pin", "PIN work: retries | verify | change | reload | unblock (PINs typed without echo, or --pin-stdin)", cmdPIN)
+	register("pin", "PIN work: retries | verify | change | reload | unblock (PINs typed without echo, or --pin-stdin; unblock resets the try counter, no PIN)", cmdPIN)
 }
 
 func cmdPIN(ctx context.Context, env *cli, args []string) error {
@@ -34,7 +34,9 @@ func cmdPIN(ctx context.Context, env *cli, args []string) error {
 	// while a person types.
 	var old, newPIN, confirm string
 	switch sub {
-	case "retries":
+	case "retries", "unblock":
+		// PIN UNBLOCK resets the try counter only: it takes no PIN
+		// (card-reference §9).
 	case "verify":
 		if old, err = sec.read("PIN"); err != nil {
 			return err
@@ -44,7 +46,7 @@ func cmdPIN(ctx context.Context, env *cli, args []string) error {
 			return err
 		}
 		fallthrough
-	case "reload", "unblock":
+	case "reload":
 		if newPIN, err = sec.read("New PIN"); err != nil {
 			return err
 		}
@@ -68,7 +70,7 @@ func cmdPIN(ctx context.Context, env *cli, args []string) error {
 		case "reload":
 			err = app.ReloadPIN(ctx, newPIN, confirm)
 		case "unblock":
-			err = app.UnblockPIN(ctx, newPIN, confirm)
+			err = app.UnblockPIN(ctx)
 		}
 		return err
 	})
@@ -107,7 +109,7 @@ func cmdPIN(ctx context.Context, env *cli, args []string) error {
 	case "reload":
 		fmt.Fprintln(env.stdout, "New PIN set (reload).")
 	case "unblock":
-		fmt.Fprintln(env.stdout, "PIN unblocked and set.")
+		fmt.Fprintln(env.stdout, "PIN unblocked: the try counter is reset; the PIN is unchanged.")
 	}
 	return nil
 }

@@ -87,7 +87,7 @@ func cmdProfile(ctx context.Context, env *cli, args []string) error {
 
 func printProfile(env *cli, p *profiles.Profile) {
 	w := env.stdout
-	fmt.Fprintf(w, "%s: spec %s, %s, %s (%s)\n%s\n\n", p.Name, p.SpecVersion, p.Crypto.Algorithm, p.Protocol, p.SourceFile, p.Description)
+	fmt.Fprintf(w, "%s: spec %s, %s, %s (%s)\n%s\n\n", termSafe(p.Name), termSafe(p.SpecVersion), p.Crypto.Algorithm, p.Protocol, termSafe(p.SourceFile), termSafeLines(p.Description))
 	for _, a := range p.ATR {
 		fmt.Fprintf(w, "ATR     % X  mask % X  priority %d\n", a.Pattern, a.Mask, a.Priority)
 	}
@@ -110,12 +110,12 @@ func printProfile(env *cli, p *profiles.Profile) {
 	fmt.Fprintf(w, "Keys    %v, diversification %s %v, MAC %s\n", p.Crypto.Keys, p.Crypto.Diversification.Scheme, p.Crypto.Diversification.Levels, p.Crypto.MAC.Scheme)
 	for _, name := range sortedTemplateNames(p) {
 		t := p.Commands[name]
-		fmt.Fprintf(w, "Command %-28s %s\n        %s\n", name, t.Text, t.Source)
+		fmt.Fprintf(w, "Command %-28s %s\n        %s\n", name, termSafe(t.Text), termSafe(t.Source))
 	}
 	fmt.Fprintf(w, "Read-info minimum APDUs: %d\n", p.ReadInfoMinAPDUs)
 	fmt.Fprintf(w, "Assumptions (%d):\n", len(p.Assumptions))
 	for _, a := range p.Assumptions {
-		fmt.Fprintf(w, "  %s: %s\n", a.ID, a.Text)
+		fmt.Fprintf(w, "  %s: %s\n", termSafe(a.ID), termSafeLines(a.Text))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -64,7 +65,7 @@ func cmdReaders(ctx context.Context, env *cli, args []string) error {
 		if r.InUse {
 			state += ", in use"
 		}
-		fmt.Fprintf(env.stdout, "%d: %s\n   %s", i, r.Reader, state)
+		fmt.Fprintf(env.stdout, "%d: %s\n   %s", i, termSafe(r.Reader), state)
 		if r.ATR != "" {
 			fmt.Fprintf(env.stdout, ", ATR %s", r.ATR)
 		}
@@ -96,6 +97,38 @@ func resolveReader(pc *pcsc.Context, want string) (string, error) {
 		}
 		return "", usagef("%d readers are connected; choose one with --reader (%s)", len(names), quoteList(names))
 	}
+	name, err := pickReader(names, want)
+	if err != nil {
+		return "", usagef("%v; connected readers: %s", err, quoteList(names))
+	}
+	return name, nil
+}
+
+// resolvePSAMReader finds the reader the configuration names for the PSAM
+// (keys.psam_reader) and refuses the card's own reader. Its messages point
+// at the configuration, not at --reader.
+func resolvePSAMReader(pc *pcsc.Context, want, cardReader string) (string, error) {
+	const where = "keys.psam_reader in the station configuration"
+	if strings.TrimSpace(want) == "" {
+		return "", fmt.Errorf("%s is empty: name the reader that holds the PSAM", where)
+	}
+	names, err := pc.Readers()
+	if err != nil {
+		return "", err
+	}
+	name, err := pickReader(names, want)
+	if err != nil {
+		return "", fmt.Errorf("PSAM reader: %v (%s); connected readers: %s", err, where, quoteList(names))
+	}
+	if name == cardReader {
+		return "", fmt.Errorf("the PSAM reader (%s) is %q, the reader of the card itself: the PSAM needs a reader of its own; choose the card's reader with --reader, or correct the configuration", where, name)
+	}
+	return name, nil
+}
+
+// pickReader matches want against names: an exact name, an index, or a
+// unique part of a name (case-insensitive).
+func pickReader(names []string, want string) (string, error) {
 	for _, n := range names {
 		if n == want {
 			return n, nil
@@ -105,7 +138,7 @@ func resolveReader(pc *pcsc.Context, want string) (string, error) {
 		if i >= 0 && i < len(names) {
 			return names[i], nil
 		}
-		return "", usagef("reader index %d is out of range: %d readers are connected", i, len(names))
+		return "", fmt.Errorf("reader index %d is out of range: %d readers are connected", i, len(names))
 	}
 	var hits []string
 	for _, n := range names {
@@ -117,9 +150,9 @@ func resolveReader(pc *pcsc.Context, want string) (string, error) {
 	case 1:
 		return hits[0], nil
 	case 0:
-		return "", usagef("unknown reader %q; connected readers: %s", want, quoteList(names))
+		return "", fmt.Errorf("unknown reader %q", want)
 	}
-	return "", usagef("reader %q is ambiguous: %s", want, quoteList(hits))
+	return "", fmt.Errorf("reader %q is ambiguous: %s", want, quoteList(hits))
 }
 
 func quoteList(names []string) string {
@@ -143,9 +176,29 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			var sb strings.Builder
 			fs.SetOutput(&sb)
 			fs.PrintDefaults()
-			return usagef("flags of %s:\n%s", fs.Name(), sb.String())
+			fs.SetOutput(io.Discard)
+			return helpRequest{fmt.Sprintf("usage of %s:\n%s", fs.Name(), sb.String())}
 		}
 		return usagef("%v", err)
+	}
+	return checkLateFlags(fs, args)
+}
+
+// checkLateFlags refuses a flag given after the first argument: Go's flag
+// parsing stops there, so `sscard apdu 00A4... --reader 0` would send
+// "--reader" as an APDU. Arguments after "--" are taken as they are.
+func checkLateFlags(fs *flag.FlagSet, args []string) error {
+	if slices.Contains(args[:len(args)-fs.NArg()], "--") {
+		return nil
+	}
+	for _, a := range fs.Args() {
+		if !strings.HasPrefix(a, "-") || len(a) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if fs.Lookup(name) != nil || name == "h" || name == "help" {
+			return usagef("flag %s comes after the other arguments: give flags first (%s [flags] ARGS...)", a, fs.Name())
+		}
 	}
 	return nil
 }

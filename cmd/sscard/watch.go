@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -36,6 +35,12 @@ func cmdWatch(ctx context.Context, env *cli, args []string) error {
 		fmt.Fprintln(env.stdout, "Watching readers; press Ctrl-C to stop.")
 	}
 	for ev := range events {
+		if ctx.Err() != nil {
+			// Interrupted: the monitor is letting go of its PC/SC context,
+			// and the removals it reports on the way out are not events of
+			// the readers. Drain without printing.
+			continue
+		}
 		j := eventJSON{Time: ev.Time.Format(time.RFC3339Nano), Event: ev.Type.String(), Reader: ev.Reader, ATR: hexOrEmpty(ev.ATR)}
 		if ev.Err != nil {
 			j.Error = ev.Err.Error()
@@ -46,25 +51,16 @@ func cmdWatch(ctx context.Context, env *cli, args []string) error {
 			}
 			continue
 		}
-		line := fmt.Sprintf("%s  %-16s %s", ev.Time.Format("15:04:05.000"), j.Event, j.Reader)
+		line := fmt.Sprintf("%s  %-16s %s", ev.Time.Format("15:04:05.000"), j.Event, termSafe(j.Reader))
 		switch ev.Type {
 		case pcsc.CardInserted:
 			line += "  ATR " + j.ATR
 		case pcsc.ServiceLost:
-			line += "smart card service lost (" + j.Error + "); waiting for it to come back"
+			line += "smart card service lost (" + termSafe(j.Error) + "); waiting for it to come back"
 		case pcsc.ServiceRestored:
 			line += "smart card service is back"
 		}
 		fmt.Fprintln(env.stdout, line)
 	}
 	return <-done
-}
-
-func writeJSONLine(env *cli, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(env.stdout, string(b))
-	return err
 }

@@ -33,6 +33,14 @@ type Command struct {
 
 	// Name is a short label for traces and errors ("SELECT SSSE", "VERIFY").
 	Name string
+
+	// ProprietaryChaining declares that the card takes ISO/IEC 7816-4
+	// command chaining (CLA b5) under this command's proprietary class (b8
+	// set), as the PSAM's CIPHER DATA does. ISO gives b5 of a proprietary
+	// class no meaning, so the transmit loop never assumes it: without this
+	// declaration, data that does not fit in one APDU under a proprietary
+	// class is refused, not chained.
+	ProprietaryChaining bool
 }
 
 // Extended reports whether the command needs the extended length encoding.

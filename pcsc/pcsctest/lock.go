@@ -1,6 +1,7 @@
 package pcsctest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -9,9 +10,17 @@ import (
 // fileLock is an exclusive flock held across processes.
 type fileLock struct{ f *os.File }
 
+// tryLock takes the lock at path without waiting. The lock files live in
+// the shared /tmp, where anyone may plant a symlink by that name: the file
+// is opened with O_NOFOLLOW (a symlink is refused, never followed to a file
+// elsewhere that creating or locking would touch), and read-only, which
+// flock needs no more than, so a lock file left by another user still works.
 func tryLock(path string) (*fileLock, bool, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, false, fmt.Errorf("lock file %s is a symbolic link: refused (remove it)", path)
+		}
 		return nil, false, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {

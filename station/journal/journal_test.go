@@ -43,11 +43,10 @@ func (c *clock) Now() time.Time {
 
 func openTest(t *testing.T, path string) *Store {
 	t.Helper()
-	s, err := OpenWith(path, Options{Timeout: 200 * time.Millisecond})
+	s, err := OpenWith(path, Options{Timeout: 200 * time.Millisecond, Now: newClock().Now})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	s.Now = newClock().Now
 	return s
 }
 
@@ -104,7 +103,7 @@ func TestBeginTwiceExisted(t *testing.T) {
 	s, _ := newStore(t)
 	r := req("op1", KindPersonalize, card1, "a")
 	mustBegin(t, s, r)
-	if err := s.StepStarted("op1", "select SSSE", 1); err != nil {
+	if err := s.StepStarted(at(t, s, "op1"), sid("select SSSE"), 1, "select SSSE"); err != nil {
 		t.Fatal(err)
 	}
 	r.Reader = "other reader 01"
@@ -162,30 +161,30 @@ func TestStoppedDuringAndAfter(t *testing.T) {
 	mustBegin(t, s, req("op1", KindPersonalize, card1, "a"))
 	steps := []string{"select SSSE", "verify PIN", "update EF06 record 2"}
 	for i, st := range steps[:2] {
-		if err := s.StepStarted("op1", st, i+1); err != nil {
+		if err := s.StepStarted(at(t, s, "op1"), sid(st), i+1, st); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.StepFinished("op1", st, i+1, "9000"); err != nil {
+		if err := s.StepFinished(at(t, s, "op1"), sid(st), "9000"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	e, _ := s.Get("op1")
-	// Clock: Begin 12:01:00, steps 12:01:01..12:01:04.
-	if got, want := e.StoppedAt(), "stopped after step 2 (verify PIN), finished 12:01:04"; got != want {
+	// Clock: Open 12:01:00 (retention), Begin 12:01:01, steps 12:01:02..12:01:05.
+	if got, want := e.StoppedAt(), "stopped after step 2 (verify PIN), finished 12:01:05"; got != want {
 		t.Fatalf("StoppedAt = %q, want %q", got, want)
 	}
-	if err := s.StepStarted("op1", steps[2], 3); err != nil {
+	if err := s.StepStarted(at(t, s, "op1"), sid(steps[2]), 3, steps[2]); err != nil {
 		t.Fatal(err)
 	}
 	e, _ = s.Get("op1")
-	if got, want := e.StoppedAt(), "stopped during step 3 (update EF06 record 2), started 12:01:05"; got != want {
+	if got, want := e.StoppedAt(), "stopped during step 3 (update EF06 record 2), started 12:01:06"; got != want {
 		t.Fatalf("StoppedAt = %q, want %q", got, want)
 	}
 	last, ok := e.LastStep()
 	if !ok || last.Name != steps[2] || last.State != StateStarted {
 		t.Fatalf("LastStep = %+v %v", last, ok)
 	}
-	if !e.StepDone("verify PIN") || e.StepDone(steps[2]) || e.StepDone("lock") {
+	if !e.StepDone(sid("verify PIN")) || e.StepDone(sid(steps[2])) || e.StepDone("lock") {
 		t.Fatalf("StepDone wrong: %+v", e.Steps)
 	}
 	if p := e.Pending(); len(p) != 1 || p[0].Name != steps[2] {
@@ -197,38 +196,31 @@ func TestRedoStartedStep(t *testing.T) {
 	s, _ := newStore(t)
 	r := req("op1", KindPersonalize, card1, "a")
 	mustBegin(t, s, r)
-	must(t, s.StepStarted("op1", "select", 1))
-	must(t, s.StepFinished("op1", "select", 1, ""))
-	must(t, s.StepStarted("op1", "update EF06 record 2", 2))
-	must(t, s.Interrupt("op1", errors.New("card removed (SCARD_W_REMOVED_CARD)")))
+	must(t, s.StepStarted(at(t, s, "op1"), sid("select"), 1, "select"))
+	must(t, s.StepFinished(at(t, s, "op1"), sid("select"), ""))
+	must(t, s.StepStarted(at(t, s, "op1"), sid("update EF06 record 2"), 2, "update EF06 record 2"))
+	must(t, s.Interrupt(at(t, s, "op1"), errors.New("card removed (SCARD_W_REMOVED_CARD)")))
 	// A step may not be recorded while interrupted.
-	if err := s.StepStarted("op1", "update EF06 record 2", 2); !errors.Is(err, ErrNotRunning) {
+	if err := s.StepStarted(at(t, s, "op1"), sid("update EF06 record 2"), 2, "update EF06 record 2"); !errors.Is(err, ErrNotRunning) {
 		t.Fatalf("step on interrupted: %v", err)
 	}
 	e, existed, err := s.Begin(r)
 	if err != nil || !existed || e.Status != StatusRunning || e.Error != "" {
 		t.Fatalf("resume: %+v %v %v", e, existed, err)
 	}
-	must(t, s.StepStarted("op1", "select", 1))
-	must(t, s.StepFinished("op1", "select", 1, ""))
-	must(t, s.StepStarted("op1", "update EF06 record 2", 2))
-	must(t, s.StepFinished("op1", "update EF06 record 2", 2, "written"))
+	must(t, s.StepStarted(at(t, s, "op1"), sid("select"), 1, "select"))
+	must(t, s.StepFinished(at(t, s, "op1"), sid("select"), ""))
+	must(t, s.StepStarted(at(t, s, "op1"), sid("update EF06 record 2"), 2, "update EF06 record 2"))
+	must(t, s.StepFinished(at(t, s, "op1"), sid("update EF06 record 2"), "written"))
 	e, _ = s.Get("op1")
-	if len(e.Steps) != 2 || e.Steps[0].Attempts != 2 || e.Steps[1].Attempts != 2 || !e.StepDone("update EF06 record 2") {
+	if len(e.Steps) != 2 || e.Steps[0].Attempts != 2 || e.Steps[1].Attempts != 2 || !e.StepDone(sid("update EF06 record 2")) {
 		t.Fatalf("steps after redo: %+v", e.Steps)
 	}
-	// Index and name are tied.
-	if err := s.StepStarted("op1", "select", 5); !errors.Is(err, ErrMismatch) {
-		t.Fatalf("name with new index: %v", err)
-	}
-	if err := s.StepStarted("op1", "read back", 2); !errors.Is(err, ErrMismatch) {
-		t.Fatalf("index with new name: %v", err)
-	}
 	// Finishing something not started.
-	if err := s.StepFinished("op1", "lock", 4, ""); !errors.Is(err, ErrSequence) {
+	if err := s.StepFinished(at(t, s, "op1"), sid("lock"), ""); !errors.Is(err, ErrSequence) {
 		t.Fatalf("finish never started: %v", err)
 	}
-	if err := s.StepFinished("op1", "select", 1, ""); !errors.Is(err, ErrSequence) {
+	if err := s.StepFinished(at(t, s, "op1"), sid("select"), ""); !errors.Is(err, ErrSequence) {
 		t.Fatalf("finish twice: %v", err)
 	}
 }
@@ -238,9 +230,9 @@ func TestInterruptThenUnfinished(t *testing.T) {
 	mustBegin(t, s, req("op1", KindPersonalize, card1, "a"))
 	mustBegin(t, s, req("op2", KindActivate, card1, "b"))
 	mustBegin(t, s, req("op3", KindLock, card1, "c"))
-	must(t, s.StepStarted("op1", "select", 1))
-	must(t, s.Interrupt("op1", errors.New("card pulled")))
-	must(t, s.Finish("op3", StatusDone, nil))
+	must(t, s.StepStarted(at(t, s, "op1"), sid("select"), 1, "select"))
+	must(t, s.Interrupt(at(t, s, "op1"), errors.New("card pulled")))
+	must(t, s.Finish(at(t, s, "op3"), StatusDone, nil))
 
 	u, err := s.Unfinished(card1)
 	if err != nil {
@@ -265,7 +257,7 @@ func TestInterruptThenUnfinished(t *testing.T) {
 func TestUnfinishedOtherCardEmpty(t *testing.T) {
 	s, _ := newStore(t)
 	mustBegin(t, s, req("op1", KindPersonalize, card1, "a"))
-	must(t, s.Interrupt("op1", errors.New("reader lost")))
+	must(t, s.Interrupt(at(t, s, "op1"), errors.New("reader lost")))
 	u, err := s.Unfinished(card2)
 	if err != nil || len(u) != 0 {
 		t.Fatalf("Unfinished(other card) = %v, %v", opIDs(u), err)
@@ -280,23 +272,23 @@ func TestFinishThenStepStarted(t *testing.T) {
 	s, _ := newStore(t)
 	r := req("op1", KindPersonalize, card1, "a")
 	mustBegin(t, s, r)
-	must(t, s.StepStarted("op1", "select", 1))
+	must(t, s.StepStarted(at(t, s, "op1"), sid("select"), 1, "select"))
 	// Done with a step left started is refused.
-	if err := s.Finish("op1", StatusDone, nil); !errors.Is(err, ErrSequence) {
+	if err := s.Finish(at(t, s, "op1"), StatusDone, nil); !errors.Is(err, ErrSequence) {
 		t.Fatalf("done with pending step: %v", err)
 	}
-	must(t, s.StepFinished("op1", "select", 1, ""))
-	must(t, s.Finish("op1", StatusDone, nil))
-	if err := s.StepStarted("op1", "lock", 2); !errors.Is(err, ErrFinished) {
+	must(t, s.StepFinished(at(t, s, "op1"), sid("select"), ""))
+	must(t, s.Finish(at(t, s, "op1"), StatusDone, nil))
+	if err := s.StepStarted(at(t, s, "op1"), sid("lock"), 2, "lock"); !errors.Is(err, ErrFinished) {
 		t.Fatalf("StepStarted on done: %v", err)
 	}
-	if err := s.StepFinished("op1", "select", 1, ""); !errors.Is(err, ErrFinished) {
+	if err := s.StepFinished(at(t, s, "op1"), sid("select"), ""); !errors.Is(err, ErrFinished) {
 		t.Fatalf("StepFinished on done: %v", err)
 	}
-	if err := s.Interrupt("op1", nil); !errors.Is(err, ErrFinished) {
+	if err := s.Interrupt(at(t, s, "op1"), nil); !errors.Is(err, ErrFinished) {
 		t.Fatalf("Interrupt on done: %v", err)
 	}
-	if err := s.Finish("op1", StatusFailed, nil); !errors.Is(err, ErrFinished) {
+	if err := s.Finish(at(t, s, "op1"), StatusFailed, nil); !errors.Is(err, ErrFinished) {
 		t.Fatalf("Finish on done: %v", err)
 	}
 	e, existed, err := s.Begin(r)
@@ -308,11 +300,11 @@ func TestFinishThenStepStarted(t *testing.T) {
 	}
 	// Failed is final too.
 	mustBegin(t, s, req("op2", KindLock, card1, "b"))
-	must(t, s.Finish("op2", StatusFailed, errors.New("6982 security status not satisfied")))
-	if err := s.StepStarted("op2", "lock", 1); !errors.Is(err, ErrFinished) {
+	must(t, s.Finish(at(t, s, "op2"), StatusFailed, errors.New("6982 security status not satisfied")))
+	if err := s.StepStarted(at(t, s, "op2"), sid("lock"), 1, "lock"); !errors.Is(err, ErrFinished) {
 		t.Fatalf("StepStarted on failed: %v", err)
 	}
-	if err := s.Finish("op2", StatusAbandoned, nil); !errors.Is(err, ErrInvalid) {
+	if err := s.Finish(at(t, s, "op2"), StatusAbandoned, nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Finish(abandoned): %v", err)
 	}
 }
@@ -320,7 +312,7 @@ func TestFinishThenStepStarted(t *testing.T) {
 func TestAbandon(t *testing.T) {
 	s, _ := newStore(t)
 	mustBegin(t, s, req("op1", KindBlock, card1, "a"))
-	must(t, s.Interrupt("op1", errors.New("card pulled")))
+	must(t, s.Interrupt(at(t, s, "op1"), errors.New("card pulled")))
 	if err := s.Abandon("op1", ""); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("abandon without note: %v", err)
 	}
@@ -332,7 +324,7 @@ func TestAbandon(t *testing.T) {
 	if u, _ := s.Unfinished(card1); len(u) != 0 {
 		t.Fatalf("abandoned still unfinished: %v", opIDs(u))
 	}
-	if err := s.StepStarted("op1", "x", 1); !errors.Is(err, ErrFinished) {
+	if err := s.StepStarted(at(t, s, "op1"), sid("x"), 1, "x"); !errors.Is(err, ErrFinished) {
 		t.Fatalf("step on abandoned: %v", err)
 	}
 	if err := s.Abandon("op1", "again"); !errors.Is(err, ErrFinished) {
@@ -365,18 +357,18 @@ func TestIDNumberRefused(t *testing.T) {
 		t.Fatalf("refused entry was stored: %v", err)
 	}
 	mustBegin(t, s, req("op1", KindPersonalize, card1, "a"))
-	must(t, s.StepStarted("op1", "write EF05", 1))
-	if err := s.StepFinished("op1", "write EF05", 1, "wrote "+id); !errors.Is(err, ErrSensitive) {
+	must(t, s.StepStarted(at(t, s, "op1"), sid("write EF05"), 1, "write EF05"))
+	if err := s.StepFinished(at(t, s, "op1"), sid("write EF05"), "wrote "+id); !errors.Is(err, ErrSensitive) {
 		t.Fatalf("detail with ID number: %v", err)
 	}
-	if err := s.StepStarted("op1", "write "+id, 2); !errors.Is(err, ErrSensitive) {
+	if err := s.StepStarted(at(t, s, "op1"), sid("write "+id), 2, "write "+id); !errors.Is(err, ErrSensitive) {
 		t.Fatalf("step name with ID number: %v", err)
 	}
 	if err := s.Abandon("op1", id); !errors.Is(err, ErrSensitive) {
 		t.Fatalf("abandon note with ID number: %v", err)
 	}
 	// An error text is redacted, not refused: the interruption must be kept.
-	must(t, s.Interrupt("op1", fmt.Errorf("write %s: card removed", id)))
+	must(t, s.Interrupt(at(t, s, "op1"), fmt.Errorf("write %s: card removed", id)))
 	e, _ := s.Get("op1")
 	if strings.Contains(e.Error, id) || e.Error != "write [ID number removed]: card removed" || e.Status != StatusInterrupted {
 		t.Fatalf("error text: %q (%s)", e.Error, e.Status)
@@ -433,7 +425,7 @@ func TestInvalidFields(t *testing.T) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
 	}
-	if err := s.StepStarted("nope", "x", 1); !errors.Is(err, ErrNotFound) {
+	if err := s.StepStarted(at(t, s, "nope"), sid("x"), 1, "x"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("StepStarted unknown op: %v", err)
 	}
 	if _, err := s.Get("nope"); !errors.Is(err, ErrNotFound) {
@@ -444,9 +436,9 @@ func TestInvalidFields(t *testing.T) {
 func TestReopenKeepsEntries(t *testing.T) {
 	s, path := newStore(t)
 	mustBegin(t, s, req("op1", KindPersonalize, card1, "a"))
-	must(t, s.StepStarted("op1", "select", 1))
-	must(t, s.StepFinished("op1", "select", 1, "9000"))
-	must(t, s.StepStarted("op1", "update EF06 record 2", 2))
+	must(t, s.StepStarted(at(t, s, "op1"), sid("select"), 1, "select"))
+	must(t, s.StepFinished(at(t, s, "op1"), sid("select"), "9000"))
+	must(t, s.StepStarted(at(t, s, "op1"), sid("update EF06 record 2"), 2, "update EF06 record 2"))
 	before, _ := s.Get("op1")
 	// "Crash": close without Finish or Interrupt.
 	must(t, s.Close())
@@ -489,7 +481,7 @@ func TestCrashDurability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Status != StatusRunning || e.StoppedAt() != "stopped during step 2 (update EF06 record 2), started 12:01:03" {
+	if e.Status != StatusRunning || e.StoppedAt() != "stopped during step 2 (update EF06 record 2), started 12:01:04" {
 		t.Fatalf("after crash: %s %q", e.Status, e.StoppedAt())
 	}
 }
@@ -503,9 +495,9 @@ func TestCrashChild(t *testing.T) {
 	if _, _, err := s.Begin(req("crash1", KindPersonalize, card1, "a")); err != nil {
 		t.Fatal(err)
 	}
-	must(t, s.StepStarted("crash1", "select", 1))
-	must(t, s.StepFinished("crash1", "select", 1, ""))
-	must(t, s.StepStarted("crash1", "update EF06 record 2", 2))
+	must(t, s.StepStarted(at(t, s, "crash1"), sid("select"), 1, "select"))
+	must(t, s.StepFinished(at(t, s, "crash1"), sid("select"), ""))
+	must(t, s.StepStarted(at(t, s, "crash1"), sid("update EF06 record 2"), 2, "update EF06 record 2"))
 	os.Exit(3)
 }
 
@@ -588,16 +580,16 @@ func TestConcurrent(t *testing.T) {
 			}
 			for i := 1; i <= 5; i++ {
 				name := fmt.Sprintf("step %d", i)
-				if err := s.StepStarted(op, name, i); err != nil {
+				if err := s.StepStarted(at(t, s, op), sid(name), i, name); err != nil {
 					errs <- err
 					return
 				}
-				if err := s.StepFinished(op, name, i, ""); err != nil {
+				if err := s.StepFinished(at(t, s, op), sid(name), ""); err != nil {
 					errs <- err
 					return
 				}
 			}
-			errs <- s.Finish(op, StatusDone, nil)
+			errs <- s.Finish(at(t, s, op), StatusDone, nil)
 		}(g)
 	}
 	wg.Wait()
@@ -632,3 +624,14 @@ func opIDs(es []*Entry) []string {
 	}
 	return out
 }
+
+// at is the current attempt of op: the test acts as the live worker.
+func at(t testing.TB, s *Store, op string) Attempt {
+	if e, err := s.Get(op); err == nil {
+		return e.Attempt()
+	}
+	return Attempt{OpID: op}
+}
+
+// sid makes a step id from a display name.
+func sid(name string) string { return strings.NewReplacer(" ", "-", "(", "", ")", "").Replace(name) }

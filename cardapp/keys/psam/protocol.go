@@ -78,7 +78,7 @@ func InitCommand(usage, index byte, path [][]byte) apdu.Command {
 
 // CipherCommand is `80 FA p1 00 Lc data Le`.
 func CipherCommand(p1 byte, data []byte, ne int) apdu.Command {
-	return apdu.Command{CLA: ClaProprietary, INS: InsCipherData, P1: p1, P2: 0x00, Data: data, Ne: ne, Sensitive: true, Name: cipherName(p1)}
+	return apdu.Command{CLA: ClaProprietary, INS: InsCipherData, P1: p1, P2: 0x00, Data: data, Ne: ne, Sensitive: true, Name: cipherName(p1), ProprietaryChaining: true}
 }
 
 func cipherName(p1 byte) string {

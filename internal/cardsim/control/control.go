@@ -111,8 +111,12 @@ func Exec(slots []*vpcd.Slot, line string) string {
 		return fmt.Sprintf("ok %d drop armed", port)
 	case "stats":
 		st := slot.Stats()
-		return fmt.Sprintf("ok %d apdus=%d connects=%d resets=%d dropped=%d state=%s",
-			port, st.APDUs, st.Connects, st.Resets, st.Dropped, State(slot))
+		extra := ""
+		if r, ok := slot.Card().(interface{ Unmatched() int }); ok {
+			extra = fmt.Sprintf(" unmatched=%d", r.Unmatched()) // a replay card (cardsim --replay)
+		}
+		return fmt.Sprintf("ok %d apdus=%d connects=%d resets=%d dropped=%d state=%s%s",
+			port, st.APDUs, st.Connects, st.Resets, st.Dropped, State(slot), extra)
 	case "remove-after":
 		k, err := strconv.Atoi(args[0])
 		if err != nil || k < 0 {

@@ -12,8 +12,12 @@ import (
 // carry both command data and response data in one exchange nor tell the
 // host how much to expect:
 //
-//   - A command with data (case 3 or 4): the inner card runs it as case 4
-//     (Le 00 added when absent); if it returns data, the answer is 61xx
+//   - A command with data and Le (a case 4 TPDU) is refused with 6700, as
+//     a strict T=0 card or reader does: a T=0 TPDU carries command data or
+//     response data, never both (ISO/IEC 7816-3 §12.2), so a T=0 host sends
+//     case 4 as case 3. So is an extended-length TPDU (P3 is one byte).
+//   - A command with data (case 3): the inner card runs it as case 4
+//     (Le 00 added); if it returns data, the answer is 61xx
 //     (xx bytes available, 00 for 256) and the data waits for GET RESPONSE
 //     (00 C0 00 00 Le), which returns min(Le, left) bytes with 61yy while
 //     more remains and the inner card's status word with the last part. A
@@ -95,15 +99,16 @@ func (t *T0Card) Process(raw []byte) []byte {
 	}
 	t.clear()
 
+	if len(raw) > 5 && raw[4] == 0 {
+		return Status(apdu.SWWrongLength).Bytes() // extended lengths: not a T=0 TPDU
+	}
 	if len(cmd.Data) > 0 {
-		if cmd.Ne == 0 {
-			cmd.Ne = apdu.MaxShortNe
-			if len(cmd.Data) > apdu.MaxShortData {
-				cmd.Ne = apdu.MaxExtendedNe
-			}
-			if b, err := cmd.Bytes(); err == nil {
-				raw = b
-			}
+		if cmd.Ne != 0 {
+			return Status(apdu.SWWrongLength).Bytes()
+		}
+		cmd.Ne = apdu.MaxShortNe
+		if b, err := cmd.Bytes(); err == nil {
+			raw = b
 		}
 		r, err := apdu.ParseResponse(t.inner.Process(raw))
 		if err != nil || len(r.Data) == 0 {

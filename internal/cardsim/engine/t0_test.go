@@ -18,19 +18,25 @@ func TestT0GetResponse(t *testing.T) {
 	}
 	const fci = "6F0C 8302DF01 8406A00000000102"
 	run(t, c,
-		// Case 4: 61xx, then GET RESPONSE with the announced length.
-		step{"00A4040006 A00000000102 00", "610E"},
+		// Case 4 as a TPDU (data and Le): refused, as a strict T=0 card does.
+		step{"00A4040006 A00000000102 00", "6700"},
+		step{"00A4040006 A00000000102 0E", "6700"},
+		// Extended lengths are no T=0 TPDU either.
+		step{"00A40400 000006 A00000000102", "6700"},
+		step{"00B00000 000100", "6700"},
+		// Case 4 sent as case 3: 61xx, then GET RESPONSE with the announced length.
+		step{"00A4040006 A00000000102", "610E"},
 		step{"00C000000E", fci + "9000"},
 		step{"00C000000E", "6985"}, // nothing left
 		// In parts: 61yy while more remains; Le beyond what is left: 6Cxx.
-		step{"00A4040006 A00000000102 00", "610E"},
+		step{"00A4040006 A00000000102", "610E"},
 		step{"00C0000004", "6F0C8302 610A"},
 		step{"00C0000010", "6C0A"},
 		step{"00C0010000", "6A86"},
 		step{"00C00000", "6700"},
 		step{"00C000000A", "DF01 8406A00000000102 9000"},
 		// Le=00 takes everything there is.
-		step{"00A4040006 A00000000102 00", "610E"},
+		step{"00A4040006 A00000000102", "610E"},
 		step{"00C0000000", fci + "9000"},
 		// Case 3 as a T=0 host sends it (no Le): the FCI still comes by GET RESPONSE.
 		step{"00A4000002 3F00", "6106"},
@@ -92,7 +98,7 @@ func TestT0ForeignCard(t *testing.T) {
 	if err != nil || len(info.Protocols) != 1 || info.Protocols[0] != 0 || string(info.Historical) != "HI" {
 		t.Fatalf("ATR % X: %+v %v", c.ATR(), info, err)
 	}
-	run(t, c, step{"00A4040002 4142 00", "6102"}, step{"00C0000002", "4142 9000"})
+	run(t, c, step{"00A4040002 4142", "6102"}, step{"00C0000002", "4142 9000"})
 }
 
 // foreign echoes the command data (or 2 bytes) with 9000.

@@ -86,7 +86,36 @@ type Image struct {
 	PIN    PINImage `json:"pin"`
 	// Keys says which keys the card holds; only "test" (the default) exists.
 	Keys string `json:"keys,omitempty"`
+
+	// Card is what this card's batch does that its profile does not say: a
+	// real card's own ATR, FCI, padding and record numbering. A host that
+	// follows the public readers (select SSSE, branch on the spec version,
+	// read by identifier) copes with all of it without a profile.
+	Card *CardQuirks `json:"card,omitempty"`
 }
+
+// CardQuirks are per-card overrides of the profile (docs/cardsim.md).
+type CardQuirks struct {
+	// ATR is the card's own ATR (hex). An ATR offering T=0 only makes the
+	// card a T=0 card (61xx / GET RESPONSE, 6Cxx), whatever the profile says.
+	ATR string `json:"atr,omitempty"`
+	// SSSEFCI is the exact answer to SELECT SSSE (hex), e.g. the real 1.00
+	// card's 6F 16 84 0F <AID> A5 03 88 01 0B without 9F0C.
+	SSSEFCI string `json:"ssse_fci,omitempty"`
+	// ANPad is the byte that pads an (text) values: "00" (the default) or
+	// "20" (spaces, as on the real 1.00 card).
+	ANPad string `json:"an_pad,omitempty"`
+	// RecordNumbers is "profile" (the default: the profile's record
+	// numbers) or "sequential": each file's records numbered 1..n in the
+	// profile's order, without gaps (a 1.00 card's EF06: 1..6).
+	RecordNumbers string `json:"record_numbers,omitempty"`
+}
+
+// Record numbering of CardQuirks.RecordNumbers.
+const (
+	NumbersProfile    = "profile"
+	NumbersSequential = "sequential"
+)
 
 // Holder is the EF06 data.
 type Holder struct {
@@ -157,6 +186,18 @@ func (img *Image) check() error {
 	}
 	if img.CardID == "" {
 		return errors.New("card_id: required (16 bytes in hex)")
+	}
+	if q := img.Card; q != nil {
+		switch q.ANPad {
+		case "", "00", "20":
+		default:
+			return fmt.Errorf(`card.an_pad: %q, want "00" or "20"`, q.ANPad)
+		}
+		switch q.RecordNumbers {
+		case "", NumbersProfile, NumbersSequential:
+		default:
+			return fmt.Errorf("card.record_numbers: %q, want %q or %q", q.RecordNumbers, NumbersProfile, NumbersSequential)
+		}
 	}
 	if !utf8.ValidString(img.Holder.Name) {
 		return errors.New("holder.name: not valid UTF-8")

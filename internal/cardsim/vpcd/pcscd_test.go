@@ -24,7 +24,7 @@ import (
 
 // waitState waits until the reader's state has one of the want flags and
 // returns how long that took.
-func waitState(t *testing.T, ctx *scard.Context, reader string, want scard.StateFlag, timeout time.Duration) time.Duration {
+func waitState(t testing.TB, ctx *scard.Context, reader string, want scard.StateFlag, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	rs := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
@@ -145,18 +145,12 @@ func TestThroughPCSCD(t *testing.T) {
 		t.Fatalf("READ RECORD EF05/3: % X %04X", data, sw)
 	}
 
-	// GET CHALLENGE round trip, with TCP_QUICKACK (the Slot's default).
-	const rounds = 200
-	start := time.Now()
-	for range rounds {
+	// GET CHALLENGE round trips: every one answered (their speed is
+	// BenchmarkGetChallengeThroughPCSCD's business, not a test's).
+	for range 20 {
 		if ch, sw := transmit(t, card, "0084000008"); sw != 0x9000 || len(ch) != 8 {
 			t.Fatalf("GET CHALLENGE: % X %04X", ch, sw)
 		}
-	}
-	avg := time.Since(start) / rounds
-	t.Logf("GET CHALLENGE round trip through pcscd: %v average over %d", avg, rounds)
-	if avg > 20*time.Millisecond {
-		t.Errorf("GET CHALLENGE takes %v on average: TCP_QUICKACK not effective?", avg)
 	}
 
 	// StatusOnce and Latency.
@@ -165,8 +159,10 @@ func TestThroughPCSCD(t *testing.T) {
 		t.Fatalf("after StatusOnce(6A82): % X %04X", data, sw)
 	}
 	slot.Latency(20 * time.Millisecond)
-	start = time.Now()
+	start := time.Now()
 	transmit(t, card, "0084000008")
+	// A lower bound only: the slot sleeps before it answers, and a sleep
+	// never ends early, however loaded the machine (no upper bound here).
 	if d := time.Since(start); d < 20*time.Millisecond {
 		t.Errorf("Latency(20ms): transmit took %v", d)
 	}
@@ -268,7 +264,13 @@ func TestThroughPCSCD(t *testing.T) {
 	if p := card.ActiveProtocol(); p != scard.ProtocolT0 {
 		t.Errorf("T=0 card: active protocol %v, want T=0", p)
 	}
-	data, sw = transmit(t, card, "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00")
+	// vpcd hands the card the host's bytes as they are: a case 4 TPDU
+	// (data and Le) reaches the T=0 card, which refuses it as a strict
+	// card does; the same command as case 3 is answered 61xx.
+	if data, sw = transmit(t, card, "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00"); sw != 0x6700 || len(data) != 0 {
+		t.Fatalf("T=0 SELECT SSSE sent as case 4: % X %04X, want 6700", data, sw)
+	}
+	data, sw = transmit(t, card, "00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
 	if sw != 0x6113 || len(data) != 0 {
 		t.Fatalf("T=0 SELECT SSSE: % X %04X, want 6113", data, sw)
 	}
@@ -288,44 +290,51 @@ func TestThroughPCSCD(t *testing.T) {
 	}
 }
 
-// TestQuickAckEffect measures the GET CHALLENGE round trip through pcscd
-// without re-arming TCP_QUICKACK, to show what it saves.
-func TestQuickAckEffect(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
-	d := pcsctest.EnsurePCSCD(t)
-	reader, port := d.Readers[1].Name, d.Readers[1].Port
-	sctx, err := scard.EstablishContext()
-	if err != nil {
-		t.Fatalf("EstablishContext: %v", describe(err))
-	}
-	defer sctx.Release()
-
-	ecard, err := engine.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, quick := range []bool{false, true} {
-		slot := vpcd.NewSlot(fmt.Sprintf("127.0.0.1:%d", port), ecard)
-		if !quick {
-			vpcd.DisableQuickAck(slot)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- slot.Run(ctx) }()
-		waitState(t, sctx, reader, scard.StatePresent, 10*time.Second)
-		card := connect(t, sctx, reader)
-		const rounds = 40
-		start := time.Now()
-		for range rounds {
-			transmit(t, card, "0084000008")
-		}
-		t.Logf("TCP_QUICKACK re-armed=%v: GET CHALLENGE %v average over %d", quick, time.Since(start)/rounds, rounds)
-		card.Disconnect(scard.LeaveCard)
-		slot.Remove()
-		waitState(t, sctx, reader, scard.StateEmpty, 5*time.Second)
-		cancel()
-		<-done
+// BenchmarkGetChallengeThroughPCSCD reports the GET CHALLENGE round trip
+// through pcscd with and without TCP_QUICKACK re-armed before each read
+// (docs/pcsc.md: ~0.15 ms with it, ~48 ms without, from delayed ACKs).
+// A speed is a benchmark's figure, never a test's assertion.
+func BenchmarkGetChallengeThroughPCSCD(b *testing.B) {
+	for _, quick := range []bool{true, false} {
+		b.Run(fmt.Sprintf("quickack=%v", quick), func(b *testing.B) {
+			d := pcsctest.EnsurePCSCD(b)
+			reader, port := d.Readers[1].Name, d.Readers[1].Port
+			sctx, err := scard.EstablishContext()
+			if err != nil {
+				b.Fatalf("EstablishContext: %v", describe(err))
+			}
+			defer sctx.Release()
+			ecard, err := engine.New(nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			slot := vpcd.NewSlot(fmt.Sprintf("127.0.0.1:%d", port), ecard)
+			if !quick {
+				vpcd.DisableQuickAck(slot)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- slot.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			waitState(b, sctx, reader, scard.StatePresent, 10*time.Second)
+			card, err := sctx.Connect(reader, scard.ShareShared, scard.ProtocolAny)
+			if err != nil {
+				b.Fatalf("Connect: %v", describe(err))
+			}
+			defer func() {
+				card.Disconnect(scard.LeaveCard)
+				slot.Remove()
+				waitState(b, sctx, reader, scard.StateEmpty, 5*time.Second)
+			}()
+			cmd := []byte{0x00, 0x84, 0x00, 0x00, 0x08}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if r, err := card.Transmit(cmd); err != nil || len(r) != 10 {
+					b.Fatalf("GET CHALLENGE: % X %v", r, err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "us/apdu")
+		})
 	}
 }

@@ -1,0 +1,389 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// DefaultTimeout is how long Open waits for the file lock.
+const DefaultTimeout = 2 * time.Second
+
+// DefaultRetention is how long a finished entry (done, failed, abandoned)
+// is kept after its last update: 90 days, long enough for a complaint
+// about a card issued last quarter, short enough that the file stays small.
+const DefaultRetention = 90 * 24 * time.Hour
+
+// Options tune OpenWith, OpenReadOnly and OpenDB.
+type Options struct {
+	// Timeout is how long to wait for the file lock (DefaultTimeout when
+	// zero). A negative Timeout fails at once when the file is locked.
+	Timeout time.Duration
+	// Retention: finished entries last updated longer ago than this are
+	// deleted when the journal is opened for writing. Zero means
+	// DefaultRetention; a negative value keeps every entry for ever.
+	// Unfinished entries are never pruned.
+	Retention time.Duration
+	// Now is the journal's clock (time.Now when nil).
+	Now func() time.Time
+}
+
+var (
+	bucketJournal = []byte("journal") // holds the three below
+	bucketOps     = []byte("ops")
+	bucketByCard  = []byte("by-card")
+	bucketMeta    = []byte("meta")
+	keyVersion    = []byte("version")
+)
+
+// formatVer is the format of the entries: 2 added step IDs, attempt
+// tokens and the PIN check; a version 1 entry reads as version 2 (a step
+// without an ID takes its name as ID).
+const formatVer = "2"
+
+// Store is an open journal. It is safe for concurrent use: bbolt
+// serialises the writing transactions.
+type Store struct {
+	// Now is the journal's clock (Options.Now, or time.Now when nil).
+	Now func() time.Time
+
+	db       *bolt.DB
+	path     string
+	ownsDB   bool
+	readOnly bool
+}
+
+// Open opens or creates the journal at path with the default options.
+func Open(path string) (*Store, error) { return OpenWith(path, Options{}) }
+
+// OpenWith opens or creates the journal at path, for writing. The parent
+// directory is created with mode 0700 and the file with mode 0600 (an
+// existing file with wider permissions is narrowed to 0600). A symlink at
+// path is refused (ErrUnsafePath). An existing file is checked first, read
+// only (every page reached, bbolt's consistency check): a damaged file is
+// an error wrapping ErrDamaged, never a panic. When another process holds
+// the file, OpenWith waits opt.Timeout and returns an error wrapping
+// ErrLocked. Finished entries older than the retention are pruned.
+func OpenWith(path string, opt Options) (*Store, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: empty journal path", ErrInvalid)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("journal: create directory: %w", err)
+	}
+	exists, err := checkPath(path)
+	if err != nil {
+		return nil, err
+	}
+	if exists {
+		if err := CheckFile(path, opt); err != nil {
+			return nil, err
+		}
+	}
+	db, err := safeOpen(path, &bolt.Options{Timeout: timeoutOf(opt), OpenFile: openNoFollow})
+	if err != nil {
+		return nil, openError(path, err, opt)
+	}
+	fail := func(err error) (*Store, error) {
+		db.Close()
+		return nil, err
+	}
+	if fi, err := os.Stat(path); err != nil {
+		return fail(fmt.Errorf("journal %s: %w", path, err))
+	} else if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return fail(fmt.Errorf("journal %s: narrow permissions to 0600: %w", path, err))
+		}
+	}
+	s := &Store{Now: opt.Now, db: db, path: path, ownsDB: true}
+	if err := s.init(opt, true); err != nil {
+		return fail(fmt.Errorf("journal %s: %w", path, err))
+	}
+	return s, nil
+}
+
+// OpenReadOnly opens an existing journal for reading only: it creates
+// nothing (no directory, no file: a missing file is an error wrapping
+// fs.ErrNotExist), writes nothing, prunes nothing, and shares the file
+// with other readers. Every write method fails on it. The file is checked
+// as in OpenWith.
+func OpenReadOnly(path string, opt Options) (*Store, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: empty journal path", ErrInvalid)
+	}
+	exists, err := checkPath(path)
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		return nil, fmt.Errorf("journal %s: %w", path, fs.ErrNotExist)
+	}
+	if err := CheckFile(path, opt); err != nil {
+		return nil, err
+	}
+	db, err := safeOpen(path, &bolt.Options{Timeout: timeoutOf(opt), ReadOnly: true, OpenFile: openNoFollow})
+	if err != nil {
+		return nil, openError(path, err, opt)
+	}
+	return &Store{Now: opt.Now, db: db, path: path, ownsDB: true, readOnly: true}, nil
+}
+
+// OpenDB keeps the journal in a bbolt database the caller has open and
+// shares with other stores (the daemon keeps its journal, operations,
+// idempotency keys and audit in one file). The journal uses only its own
+// top-level bucket "journal" and creates it when missing; Close leaves db
+// open. Checking the file before bolt.Open is the caller's part (CheckFile
+// does it). Finished entries older than the retention are pruned unless db
+// is read-only.
+func OpenDB(db *bolt.DB, opt Options) (s *Store, err error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: nil database", ErrInvalid)
+	}
+	s = &Store{Now: opt.Now, db: db, path: db.Path(), readOnly: db.IsReadOnly()}
+	if !s.readOnly {
+		if err := s.init(opt, false); err != nil {
+			return nil, fmt.Errorf("journal %s: %w", s.path, err)
+		}
+	}
+	return s, nil
+}
+
+// Path returns the journal file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the journal (and its file, unless it came from OpenDB).
+// Entries not finished stay as they are (running or interrupted) and are
+// found again after the next Open.
+func (s *Store) Close() error {
+	if !s.ownsDB {
+		return nil
+	}
+	return s.db.Close()
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// init creates the journal's buckets (moving those of a version 1 file,
+// kept at the top level, into the journal bucket when migrate is set),
+// checks the format version and prunes old finished entries.
+func (s *Store) init(opt Options, migrate bool) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if migrate && tx.Bucket(bucketJournal) == nil && tx.Bucket(bucketOps) != nil {
+			if err := moveTopLevel(tx); err != nil {
+				return fmt.Errorf("move version 1 buckets: %w", err)
+			}
+		}
+		j, err := tx.CreateBucketIfNotExists(bucketJournal)
+		if err != nil {
+			return err
+		}
+		meta, err := j.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(keyVersion); {
+		case v == nil, string(v) == "1":
+			if err := meta.Put(keyVersion, []byte(formatVer)); err != nil {
+				return err
+			}
+		case string(v) != formatVer:
+			return fmt.Errorf("journal format version %q, this station reads %q", v, formatVer)
+		}
+		if _, err := j.CreateBucketIfNotExists(bucketOps); err != nil {
+			return err
+		}
+		_, err = j.CreateBucketIfNotExists(bucketByCard)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	keep := opt.Retention
+	if keep == 0 {
+		keep = DefaultRetention
+	}
+	if keep > 0 {
+		if _, err := s.Prune(s.now().Add(-keep)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// moveTopLevel moves a version 1 file's buckets under the journal bucket.
+func moveTopLevel(tx *bolt.Tx) error {
+	j, err := tx.CreateBucket(bucketJournal)
+	if err != nil {
+		return err
+	}
+	for _, name := range [][]byte{bucketOps, bucketByCard, bucketMeta} {
+		old := tx.Bucket(name)
+		if old == nil {
+			continue
+		}
+		nb, err := j.CreateBucket(name)
+		if err != nil {
+			return err
+		}
+		if err := old.ForEach(func(k, v []byte) error { return nb.Put(k, v) }); err != nil {
+			return err
+		}
+		if err := tx.DeleteBucket(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func timeoutOf(opt Options) time.Duration {
+	switch t := opt.Timeout; {
+	case t == 0:
+		return DefaultTimeout
+	case t < 0:
+		return time.Nanosecond
+	default:
+		return t
+	}
+}
+
+func openError(path string, err error, opt Options) error {
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return fmt.Errorf("journal %s: %w (waited %s for the file lock)", path, ErrLocked, timeoutOf(opt))
+	case errors.Is(err, ErrDamaged), errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
+		errors.Is(err, berrors.ErrChecksum):
+		return fmt.Errorf("journal %s: %w: %w", path, ErrDamaged, err)
+	case errors.Is(err, syscall.ELOOP):
+		return fmt.Errorf("journal %s: %w", path, ErrUnsafePath)
+	}
+	return fmt.Errorf("journal %s: open: %w", path, err)
+}
+
+// checkPath refuses a symlink (or anything but a regular file) at path and
+// reports whether a file is there.
+func checkPath(path string) (bool, error) {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("journal %s: %w", path, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return false, fmt.Errorf("journal %s: %w", path, ErrUnsafePath)
+	case !fi.Mode().IsRegular():
+		return false, fmt.Errorf("journal %s: %w: not a regular file", path, ErrUnsafePath)
+	}
+	return true, nil
+}
+
+// openNoFollow is bbolt's file opener with O_NOFOLLOW: a symlink put in
+// place after checkPath is refused too.
+func openNoFollow(name string, flag int, perm os.FileMode) (*os.File, error) {
+	return os.OpenFile(name, flag|syscall.O_NOFOLLOW, perm)
+}
+
+// safeOpen is bolt.Open with its panics (a bad freelist page) and memory
+// faults (a truncated file's pages) turned into an error wrapping
+// ErrDamaged.
+func safeOpen(path string, o *bolt.Options) (db *bolt.DB, err error) {
+	err = guard(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, o)
+		return err
+	})
+	return db, err
+}
+
+// guard runs fn on its own goroutine with memory faults turned into
+// panics, and a panic into an error wrapping ErrDamaged.
+func guard(fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		debug.SetPanicOnFault(true)
+		defer func() {
+			if p := recover(); p != nil {
+				done <- fmt.Errorf("%w: %v", ErrDamaged, p)
+			}
+		}()
+		done <- fn()
+	}()
+	return <-done
+}
+
+// CheckFile checks a journal (or any bbolt) file without changing it: it
+// opens it read only, reaches every page through every bucket, and runs
+// bbolt's consistency check, all on a goroutine where a panic or a memory
+// fault becomes an error wrapping ErrDamaged. A missing file is not an
+// error. A file held by a writer waits opt.Timeout (ErrLocked).
+func CheckFile(path string, opt Options) error {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	var db *bolt.DB
+	err := guard(func() error {
+		var err error
+		// PreLoadFreelist reads the freelist here, where a bad one panics
+		// on this goroutine, and not in tx.Check's own goroutine.
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeoutOf(opt), ReadOnly: true, PreLoadFreelist: true, OpenFile: openNoFollow})
+		if err != nil {
+			return err
+		}
+		return db.View(func(tx *bolt.Tx) error {
+			if err := walk(tx.Cursor(), func(name []byte) *bolt.Bucket { return tx.Bucket(name) }, 0); err != nil {
+				return err
+			}
+			for cerr := range tx.Check() {
+				if err == nil {
+					err = cerr
+				}
+			}
+			return err
+		})
+	})
+	if db != nil {
+		db.Close()
+	}
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return openError(path, err, opt)
+		}
+		if !errors.Is(err, ErrDamaged) && !errors.Is(err, ErrUnsafePath) && !errors.Is(err, fs.ErrPermission) {
+			err = fmt.Errorf("%w: %w", ErrDamaged, err)
+		}
+		return openError(path, err, opt)
+	}
+	return nil
+}
+
+// walk reaches every key of every bucket below a cursor.
+func walk(c *bolt.Cursor, bucket func([]byte) *bolt.Bucket, depth int) error {
+	if depth > 8 {
+		return fmt.Errorf("%w: buckets nested too deep", ErrDamaged)
+	}
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v != nil {
+			continue
+		}
+		b := bucket(k)
+		if b == nil {
+			continue
+		}
+		if err := walk(b.Cursor(), func(name []byte) *bolt.Bucket { return b.Bucket(name) }, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
