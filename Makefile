@@ -35,8 +35,41 @@ test-repeat: pcscd
 bench: pcscd
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./pcsc/
 
+# Fuzz targets as package:Target. go test -fuzz takes one target per package
+# per run, so they run one after another. Each has its seed corpus in
+# testdata/fuzz/<Target>/ (plain `go test` replays it too). A failure writes
+# the input to that directory: report it with the bug, do not commit it.
+FUZZ_TARGETS := \
+	./pcsc/atr:FuzzParse \
+	./pcsc/apdu:FuzzParseCommand ./pcsc/apdu:FuzzCommandBytes \
+	./pcsc/apdu:FuzzParseResponse ./pcsc/apdu:FuzzParseHex \
+	./cardapp/records:FuzzTLV ./cardapp/records:FuzzDecodeNumeric \
+	./cardapp/records:FuzzEncodeNumeric ./cardapp/records:FuzzText \
+	./cardapp/records:FuzzBinary \
+	./cardapp:FuzzHolderValidation ./cardapp:FuzzDecodeRequest \
+	./cardapp:FuzzValidateRequest ./internal/strictjson:FuzzDecode \
+	./station/journal:FuzzOpenFile ./station/journal:FuzzEntryDecode \
+	./internal/cardsim/engine:FuzzParseImage \
+	./internal/cardsim/ssse:FuzzParseImage \
+	./firmware-profiles:FuzzLoad \
+	./cmd/sscard:FuzzParseAPDULine ./cmd/sscard:FuzzReadAPDULines
+FUZZTIME ?= 30s
+
+.PHONY: fuzz fuzz-ci
+# fuzz: every target for FUZZTIME (30 s each). Minimizing a new input is
+# capped (-fuzzminimizetime): the journal targets open a file per input.
 fuzz: deps
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./pcsc/atr/
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "== $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10x $$pkg/ \
+			|| failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed"; exit 1; fi
+
+# fuzz-ci: the run CI makes, 10 s per target (about 4 minutes in all).
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
 demo: pcscd build
 	@bash scripts/demo.sh

@@ -320,7 +320,7 @@ type ActivateResult struct {
 	// operation whose answer was lost (the card refuses the initial PIN).
 	SetEarlier bool `json:"pin_set_in_interrupted_attempt,omitempty"`
 	// TriesLeft is the PIN try counter the card reported, when a refused
-	// PIN told it (nil otherwise). A right PIN restores it.
+	// PIN told it (nil otherwise).
 	TriesLeft *int `json:"tries_left,omitempty"`
 }
 
@@ -460,7 +460,7 @@ func (a *App) setHolderPIN(ctx context.Context, j Steps, idx, total int, newPIN 
 				// the interrupted attempt took effect, with the PIN typed then
 				// (checked against the journal's digest before this attempt).
 				res.PINSet, res.SetEarlier = true, true
-				return fmt.Sprintf("set in the interrupted attempt (the card refuses the initial PIN; %d tries left until the holder's next right PIN)", n), nil
+				return fmt.Sprintf("set in the interrupted attempt (the card refuses the initial PIN; %d tries left)", n), nil
 			}
 			res.AlreadyActive, res.Evidence = true, "card"
 			return fmt.Sprintf("PIN already set (the card refuses the initial PIN; %d tries left)", n), nil

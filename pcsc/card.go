@@ -302,6 +302,7 @@ func (c *Card) end(errp *error) {
 		disp = ResetCard
 	}
 	e := c.h.EndTransaction(disp)
+	println("DEBUG end", disp, fmt.Sprint(e))
 	if e == nil {
 		return
 	}

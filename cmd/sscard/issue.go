@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"ssstation/cardapp"
 	"ssstation/pcsc"
@@ -70,6 +71,18 @@ func journalPath(ce *cardEnv, path string) (string, error) {
 	return filepath.Join(ce.cfg.DataDir, "journal.db"), nil
 }
 
+// journalOptions carries the configured retention (journal_retention_days).
+func journalOptions(ce *cardEnv) journal.Options {
+	var o journal.Options
+	switch d := ce.cfg.JournalRetentionDays; {
+	case d < 0:
+		o.Retention = -1
+	case d > 0:
+		o.Retention = time.Duration(d) * 24 * time.Hour
+	}
+	return o
+}
+
 // openJournal opens the journal for writing, and the station secret that
 // keys its digests (kept beside it, never in it).
 func openJournal(ce *cardEnv, path string) (*journal.Store, *secret.Key, error) {
@@ -77,7 +90,7 @@ func openJournal(ce *cardEnv, path string) (*journal.Store, *secret.Key, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	j, err := journal.OpenWith(path, journal.Options{})
+	j, err := journal.OpenWith(path, journalOptions(ce))
 	if err != nil {
 		return nil, nil, journalError(err)
 	}
@@ -228,7 +241,7 @@ func cmdActivate(ctx context.Context, env *cli, args []string) error {
 	if err == nil && !*f.asJSON && res != nil {
 		tries := ""
 		if res.TriesLeft != nil {
-			tries = fmt.Sprintf(" %d PIN tries left (a right PIN restores the counter).", *res.TriesLeft)
+			tries = fmt.Sprintf(" The card reports %d PIN tries left.", *res.TriesLeft)
 		}
 		switch {
 		case res.AlreadyActive && res.Evidence == "journal":
@@ -390,7 +403,7 @@ func cmdJournalAbandon(env *cli, args []string) error {
 	if _, err := os.Lstat(p); err != nil {
 		return fmt.Errorf("journal %s: %w", p, err)
 	}
-	j, err := journal.OpenWith(p, journal.Options{})
+	j, err := journal.OpenWith(p, journalOptions(ce))
 	if err != nil {
 		return journalError(err)
 	}

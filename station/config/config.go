@@ -37,6 +37,11 @@ type Config struct {
 	// DataDir holds the journal and the audit store (DefaultDataDir when
 	// absent; an explicit "" is an error, not the current directory).
 	DataDir string `json:"data_dir,omitempty"`
+	// JournalRetentionDays: finished journal entries (done, failed,
+	// abandoned) older than this are pruned when the journal is opened for
+	// writing; 0 means the journal's default (90 days), -1 keeps them for
+	// ever. Unfinished entries are never pruned (docs/journal.md).
+	JournalRetentionDays int `json:"journal_retention_days,omitempty"`
 	// Daemon is stationd's section (daemon.go).
 	Daemon DaemonConfig `json:"daemon,omitempty"`
 }

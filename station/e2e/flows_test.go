@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 
 const personalizeSSN = "320102198808082010"
 
-func opOf(t *testing.T, r *resp) operation {
+func opOf(t testing.TB, r *resp) operation {
 	t.Helper()
 	if r.status != 200 {
 		t.Fatalf("want 200 and a finished operation, got %d: %s", r.status, r.body)
@@ -299,5 +300,56 @@ func TestHotplugSSEResume(t *testing.T) {
 	ev := next(br2)
 	if ev.typ != "card.inserted" || !strings.Contains(ev.data, id) {
 		t.Fatalf("resume after %s: first event %+v, want this reader's card.inserted", removed.id, ev)
+	}
+}
+
+// SIGTERM lets the personalization in progress finish (the grace period
+// bounds it) and refuses new operations with 503 SHUTTING_DOWN; after a
+// restart the finished operation is still there.
+func TestSIGTERMFinishesOperation(t *testing.T) {
+	s := newStation(t)
+	vc, sim := card(t, "blank-v3")
+	s.readerID(vc.Reader, true)
+	vc.Slot.Latency(100 * time.Millisecond)
+	defer vc.Slot.Latency(0)
+
+	r := s.do("POST", "/v1/card/personalize", "admin", personalizeBody(), map[string]string{"Idempotency-Key": newKey(t, "p"), "Prefer": "wait=0"})
+	if r.status != http.StatusAccepted {
+		t.Fatalf("personalize: %d %s", r.status, r.body)
+	}
+	loc := r.header.Get("Location")
+	for {
+		var op operation
+		s.do("GET", loc, "admin", nil, nil).decode(t, &op)
+		if len(op.Steps) >= 2 {
+			break
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	refused := false
+	for i := 0; i < 100 && !refused; i++ {
+		r := s.do("POST", "/v1/card/pin/tries", "bank", map[string]any{}, nil)
+		if r.status == http.StatusServiceUnavailable {
+			problemOf(t, r, http.StatusServiceUnavailable, "SHUTTING_DOWN")
+			refused = true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !refused {
+		t.Fatal("no SHUTTING_DOWN while the operation finished")
+	}
+	<-s.exited
+	s.cmd = nil
+	if sim.State() == ssse.StateBlank || sim.State() == ssse.StatePersonalized {
+		t.Fatalf("the personalization did not finish on SIGTERM: card %s", sim.State())
+	}
+	vc.Slot.Latency(0)
+	s.start()
+	var op operation
+	r = s.do("GET", loc, "admin", nil, nil)
+	r.decode(t, &op)
+	if op.State != "done" {
+		t.Fatalf("after restart the operation is %s: %s", op.State, r.body)
 	}
 }

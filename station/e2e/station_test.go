@@ -101,7 +101,7 @@ func findSecrets(logs string) []string {
 // station is one stationd process over a data directory that outlives it
 // (restarts reuse it).
 type station struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	cfg     string
 	store   string
@@ -119,9 +119,14 @@ type station struct {
 
 // newStation writes a configuration with a token per role and starts
 // stationd on it.
-func newStation(t *testing.T) *station {
+func newStation(t testing.TB) *station {
 	t.Helper()
-	d := pcsctest.EnsurePCSCD(t)
+	return newStationOn(t, pcsctest.EnsurePCSCD(t))
+}
+
+// newStationOn runs stationd on the given pcscd.
+func newStationOn(t testing.TB, d *pcsctest.Daemon) *station {
+	t.Helper()
 	dir := t.TempDir()
 	s := &station{t: t, dir: dir, cfg: filepath.Join(dir, "station.json"), store: filepath.Join(dir, "data", "station.db"),
 		tokens: map[string]string{}, client: &http.Client{Timeout: 90 * time.Second}, pcscEnv: d.Env()}
@@ -262,7 +267,7 @@ type resp struct {
 	body   []byte
 }
 
-func (r *resp) decode(t *testing.T, v any) {
+func (r *resp) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("response %d is not JSON: %v: %s", r.status, err, r.body)
@@ -354,7 +359,7 @@ func (s *station) post(path, role, key string, body any) *resp {
 }
 
 // card puts a built-in cardsim image into a free virtual reader.
-func card(t *testing.T, image string) (*pcsctest.VirtualCard, *ssse.Card) {
+func card(t testing.TB, image string) (*pcsctest.VirtualCard, *ssse.Card) {
 	t.Helper()
 	set, err := profiles.Builtin()
 	if err != nil {
@@ -409,6 +414,6 @@ func (s *station) readerID(name string, present bool) string {
 	return ""
 }
 
-func newKey(t *testing.T, tag string) string {
+func newKey(t testing.TB, tag string) string {
 	return fmt.Sprintf("%s-%s-%d", t.Name(), tag, time.Now().UnixNano())
 }

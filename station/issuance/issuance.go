@@ -114,7 +114,7 @@ func settled(err error) bool {
 		return false
 	case errors.As(err, &sw), errors.As(err, &ve), errors.Is(err, cardapp.ErrReadBackMismatch),
 		errors.Is(err, keys.ErrNoProvider), errors.Is(err, cardapp.ErrCardNotGenuine),
-		errors.Is(err, cardapp.ErrApplicationBlocked), errors.Is(err, cardapp.ErrAlreadyFinalized):
+		errors.Is(err, cardapp.ErrApplicationBlocked), errors.Is(err, cardapp.ErrAlreadyFinalized), errors.Is(err, cardapp.ErrAlreadyBlocked):
 		return true
 	}
 	return false

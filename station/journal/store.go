@@ -445,7 +445,9 @@ func damaged(k []byte, err error) *Entry {
 
 // bucketer is the journal's bucket, or (in a version 1 file opened read
 // only) the top level of the file.
-type bucketer interface{ Bucket(name []byte) *bolt.Bucket }
+type bucketer interface {
+	Bucket(name []byte) *bolt.Bucket
+}
 
 // read runs fn on the journal's buckets in a reading transaction.
 func (s *Store) read(fn func(j bucketer) error) error {
