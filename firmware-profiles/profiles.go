@@ -389,8 +389,8 @@ type Activation struct {
 	// before the PIN step. No public card is delivered so (card-reference
 	// §9): off in the shipped profiles, assumption A-ACTIVATION.
 	TransportLock bool
-	Note   string
-	Source string
+	Note          string
+	Source        string
 }
 
 // LifecycleState is an informative note on one life cycle state.

@@ -302,12 +302,14 @@ func (c *Card) end(errp *error) {
 		disp = ResetCard
 	}
 	e := c.h.EndTransaction(disp)
-	println("DEBUG end", disp, fmt.Sprint(e))
 	if e == nil {
 		return
 	}
 	werr := wrap("end transaction", c.reader, e)
 	k := KindOf(werr)
+	if k == KindCardRemoved {
+		disp = LeaveCard // no card to reset
+	}
 	_ = c.h.Disconnect(disp)
 	if c.release != nil {
 		c.release()

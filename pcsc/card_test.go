@@ -219,7 +219,7 @@ func TestRemovedAtEndIsNotReconnected(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a card pulled after a successful body: %v", err)
 	}
-	if got, want := h.log(), "begin end(reset) disconnect(reset)"; got != want {
+	if got, want := h.log(), "begin end(reset) disconnect(leave)"; got != want {
 		t.Fatalf("calls %q, want %q", got, want)
 	}
 	if *dials != 1 {

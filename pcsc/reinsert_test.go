@@ -11,7 +11,9 @@ import (
 
 // A card pulled right after the last APDU of a transaction that asked for
 // a reset at its end (as after CHANGE PIN): once put back, pcscd sees it
-// and it can be used again.
+// and it can be used again. (pcscd marks the reader empty itself when the
+// reset fails; a card back before its next presence poll went unseen
+// until vpcd.MinOutTime kept a pulled card out long enough.)
 func TestReinsertAfterPullAtResettingEnd(t *testing.T) {
 	vc := pcsctest.StartCard(t, newDefaultCard(t, false))
 	_, card := vc.Connect(t, nil)

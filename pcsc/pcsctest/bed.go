@@ -25,6 +25,12 @@ func StartCard(t testing.TB, card vpcd.Card) *VirtualCard {
 	d := EnsurePCSCD(t)
 	idx := claimSlot(t)
 	vr := d.Readers[idx]
+	// The previous test's card must have been out of this reader for
+	// vpcd.MinOutTime (why: see there), whatever that test did last.
+	process.Lock()
+	out := process.outSince[idx]
+	process.Unlock()
+	time.Sleep(time.Until(out.Add(vpcd.MinOutTime)))
 	ctx, cancel := context.WithCancel(context.Background())
 	slot := vpcd.NewSlot(fmt.Sprintf("127.0.0.1:%d", vr.Port), card)
 	done := make(chan struct{})
@@ -35,6 +41,9 @@ func StartCard(t testing.TB, card vpcd.Card) *VirtualCard {
 		<-done
 		// Let pcscd see the card leave before the next test takes the reader.
 		_ = waitPresence(vr.Name, false, 5*time.Second)
+		process.Lock()
+		process.outSince[idx] = time.Now()
+		process.Unlock()
 		releaseSlot(idx)
 	})
 	if err := waitPresence(vr.Name, true, 10*time.Second); err != nil {

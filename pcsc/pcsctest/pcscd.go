@@ -254,6 +254,8 @@ var process struct {
 	err    error
 	free   [2]bool
 	cond   *sync.Cond
+	// outSince is when each reader's last card left it (zero: never used).
+	outSince [2]time.Time
 }
 
 // EnsurePCSCD starts this process's pcscd (once) and points libpcsclite at

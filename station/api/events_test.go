@@ -73,7 +73,6 @@ func open(t *testing.T, srv *httptest.Server, path string, hdr map[string]string
 		cancel()
 		t.Fatal(err)
 	}
-	validateResponse(t, r, res.StatusCode, res.Header, nil)
 	if res.StatusCode != 200 {
 		defer cancel()
 		body, _ := io.ReadAll(res.Body)
@@ -81,6 +80,7 @@ func open(t *testing.T, srv *httptest.Server, path string, hdr map[string]string
 		validateResponse(t, r, res.StatusCode, res.Header, body)
 		return nil, res
 	}
+	validateResponse(t, r, res.StatusCode, res.Header, nil)
 	s := &sseStream{res: res, r: bufio.NewReader(res.Body), stop: func() { cancel(); res.Body.Close() }}
 	t.Cleanup(s.stop)
 	return s, res
@@ -108,7 +108,7 @@ func ticketFor(t *testing.T, hs *harness, role service.Role) string {
 func TestEventsWithTickets(t *testing.T) {
 	hs := newHarness(t)
 	srv := httptest.NewServer(hs.h)
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	hs.st.Emit(service.EventCardInserted, map[string]string{"reader_id": "r1"}) // before the stream: not replayed
 
 	tk := ticketFor(t, hs, service.RoleCounter)
@@ -160,7 +160,7 @@ func TestEventsWithTickets(t *testing.T) {
 func TestEventsResume(t *testing.T) {
 	hs := newHarness(t)
 	srv := httptest.NewServer(hs.h)
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	for i := 0; i < 3; i++ {
 		hs.st.Emit(service.EventCardInserted, map[string]int{"n": i})
 	}

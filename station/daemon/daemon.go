@@ -676,7 +676,14 @@ func (d *Daemon) finishLocked(o *opState, st service.State, result any, p *servi
 	}
 	lg.Str("event", string(evType)).Str("op", o.op.ID).Str("kind", string(o.op.Kind)).Str("reader_id", o.op.ReaderID).
 		Str("state", string(st)).Uint64("apdus", o.apdus.Load()).Str("request_id", o.req.Caller.RequestID).Msg("operation ended")
-	if raw, err := json.Marshal(o.op); err == nil {
+	// The stored snapshot never holds card data: a read's result (name,
+	// ID number) and raw APDU answers stay in memory only.
+	stored := o.op
+	switch stored.Kind {
+	case service.KindRead, service.KindReadFull, service.KindAPDU:
+		stored.Result = nil
+	}
+	if raw, err := json.Marshal(stored); err == nil {
 		_ = d.opts.Store.DB().Update(func(tx *bolt.Tx) error {
 			if b := tx.Bucket(bucketOps); b != nil {
 				return b.Put([]byte(o.op.ID), raw)

@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"ssstation/internal/cardsim/ssse"
 	"ssstation/pcsc/pcsctest"
 	"ssstation/station/audit"
+	"ssstation/station/config"
 	"ssstation/station/journal"
 	"ssstation/station/secret"
 	"ssstation/station/service"
@@ -33,7 +32,7 @@ type bed struct {
 	log *strings.Builder
 }
 
-func newDaemon(t *testing.T, queue int) *bed {
+func newDaemon(t *testing.T, queue int, readers ...config.ReaderConfig) *bed {
 	t.Helper()
 	pcsctest.EnsurePCSCD(t)
 	set, err := profiles.Builtin()
@@ -53,7 +52,7 @@ func newDaemon(t *testing.T, queue int) *bed {
 		t.Fatal(err)
 	}
 	logs := &strings.Builder{}
-	d, err := New(Options{Profiles: set, Keys: keys.NewTestKeystore(), Store: st, Audit: al, Journal: jr, Secret: secret.ForTest([]byte("daemon test secret, 32 bytes ok")), QueueSize: queue,
+	d, err := New(Options{Profiles: set, Keys: keys.NewTestKeystore(), Store: st, Audit: al, Journal: jr, Secret: secret.ForTest([]byte("daemon test secret, 32 bytes ok")), QueueSize: queue, Readers: readers,
 		TerminalNo: "410100813475", DeviceNo: "dev1", Logger: zerolog.New(logWriter{logs})})
 	if err != nil {
 		t.Fatal(err)
@@ -381,5 +380,56 @@ func TestShutdownRefuses(t *testing.T) {
 	}
 }
 
-var _ = errors.New
-var _ = io.Discard
+// Readers named in the configuration get its ids and roles: an ignored
+// reader takes no operation and does not count as a card reader when the
+// request names none.
+func TestReaderRoles(t *testing.T) {
+	d := pcsctest.EnsurePCSCD(t)
+	b := newDaemon(t, 4,
+		config.ReaderConfig{Name: d.Readers[0].Name, ID: "desk-1", Role: "card"},
+		config.ReaderConfig{Name: d.Readers[1].Name, ID: "spare", Role: "ignore"})
+	startSim(t, "sample-v3")
+	startSim(t, "sample-v2")
+	b.readerFor(d.Readers[0].Name, true)
+	b.readerFor(d.Readers[1].Name, true)
+	rs, _ := b.d.Readers(context.Background())
+	got := map[string]string{}
+	for _, r := range rs.Readers {
+		got[r.ID] = r.Role
+	}
+	if got["desk-1"] != "card" || got["spare"] != "ignore" {
+		t.Fatalf("readers: %+v", rs.Readers)
+	}
+	if _, err := b.d.Submit(context.Background(), service.Request{Kind: service.KindRead, ReaderID: "spare"}); problemCode(err) != service.CodeReaderNotFound {
+		t.Fatalf("operation on an ignored reader: %v", err)
+	}
+	op := b.run(service.Request{Kind: service.KindRead})
+	if op.State != service.StateDone || op.ReaderID != "desk-1" {
+		t.Fatalf("read without a reader: %+v %+v", op, op.Problem)
+	}
+}
+
+// The store never holds a read's card data: the operation snapshot kept
+// for GET /v1/operations after a restart has no result for reads.
+func TestStoredOperationHoldsNoCardData(t *testing.T) {
+	b := newDaemon(t, 4)
+	vc, sim := startSim(t, "sample-v3")
+	id := b.readerFor(vc.Reader, true)
+	op := b.run(service.Request{Kind: service.KindRead, ReaderID: id, Caller: service.Caller{TokenName: "c", Role: service.RoleCounter, MaySeeSSN: true}})
+	if !strings.Contains(string(op.Result), sim.Image().Holder.SSN) {
+		t.Fatalf("the counter's read has no ID number: %s", op.Result)
+	}
+	err := b.st.DB().View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
+			return bk.ForEach(func(k, v []byte) error {
+				if strings.Contains(string(v), sim.Image().Holder.SSN) || strings.Contains(string(v), sim.Image().Holder.Name) {
+					t.Errorf("bucket %s key %q holds card data", name, k)
+				}
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"ssstation/internal/cardsim/ssse"
 )
@@ -230,6 +233,30 @@ func TestPersonalizeKillResume(t *testing.T) {
 	if err != nil || !strings.Contains(string(exp), `"operation":"personalize"`) || strings.Contains(string(exp), personalizeSSN) {
 		t.Fatalf("audit export: %v\n%s", err, exp)
 	}
+	// A changed record breaks the chain: verify fails and names the record
+	// after it, whose previous-record hash no longer matches.
+	db, err := bolt.Open(s.store, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("audit"))
+		k := []byte{0, 0, 0, 0, 0, 0, 0, 2}
+		return b.Put(k, bytes.Replace(b.Get(k), []byte(`"outcome":"`), []byte(`"outcome":"x`), 1))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(sscard, "audit", "verify", "--store", s.store, "--json").Output()
+	var v struct {
+		OK       bool   `json:"ok"`
+		BrokenAt uint64 `json:"broken_at"`
+	}
+	json.Unmarshal(out, &v)
+	if err == nil || v.OK || v.BrokenAt != 3 {
+		t.Fatalf("verify of a changed trail: %v %s", err, out)
+	}
 }
 
 // Hot-plug seen over Server-Sent Events, and a reconnect with
@@ -351,5 +378,46 @@ func TestSIGTERMFinishesOperation(t *testing.T) {
 	r.decode(t, &op)
 	if op.State != "done" {
 		t.Fatalf("after restart the operation is %s: %s", op.State, r.body)
+	}
+}
+
+// Malformed JSON, unknown fields, an oversized body and a wrong content
+// type get 4xx problem+json, and no APDU reaches the card.
+func TestBadRequestsTouchNoCard(t *testing.T) {
+	s := newStation(t)
+	vc, sim := card(t, "sample-v3")
+	s.readerID(vc.Reader, true)
+	before := sim.APDUCount()
+	send := func(ct, body string) *resp {
+		req, _ := http.NewRequest("POST", s.base+"/v1/card/pin/verify", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+s.tokens["bank"])
+		req.Header.Set("Idempotency-Key", newKey(t, "bad"))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		res, err := s.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var b strings.Builder
+		bufio.NewReader(res.Body).WriteTo(&b)
+		r := &resp{status: res.StatusCode, header: res.Header, body: []byte(b.String())}
+		s.validate(req, []byte(body), r)
+		return r
+	}
+	for name, r := range map[string]*resp{
+		"malformed":     send("application/json", `{"pin": "8642`),
+		"unknown field": send("application/json", `{"pin":"864209","foo":1}`),
+		"oversized":     send("application/json", `{"pin":"`+strings.Repeat("1", 200<<10)+`"}`),
+		"content type":  send("text/plain", `{"pin":"864209"}`),
+		"bad PIN":       send("application/json", `{"pin":"86420x"}`),
+	} {
+		if r.status < 400 || r.status >= 500 || !strings.HasPrefix(r.header.Get("Content-Type"), "application/problem+json") {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	if n := sim.APDUCount() - before; n != 0 {
+		t.Fatalf("bad requests sent %d APDUs to the card", n)
 	}
 }

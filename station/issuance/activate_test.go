@@ -66,6 +66,11 @@ func TestActivateCardHoldingInitialPIN(t *testing.T) {
 				t.Fatalf("the second activation spent a try or changed the PIN: tries %d", st.sim.Tries())
 			}
 			t.Logf("second activation: %d APDUs (identification reads only)", st.sim.APDUCount()-before)
+			// With a new operation id the journal knows all the same.
+			res, _, err = st.activate("counter-7-op-2", "739105")
+			if err != nil || !res.AlreadyActive || res.Evidence != "journal" || st.sim.Tries() != st.maxTries() {
+				t.Fatalf("new --op: %+v %v, tries %d", res, err, st.sim.Tries())
+			}
 			st.leakCheck(nil, holderPIN, "739105")
 		})
 	}

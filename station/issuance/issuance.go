@@ -350,13 +350,20 @@ func (r *Runner) Activate(ctx context.Context, s cardapp.Session, reader, opID, 
 		}
 		if prev != nil {
 			opID = prev.OpID
-		} else if done, err := r.activatedBefore(cardID); err != nil {
+		}
+	}
+	if _, err := r.Journal.Get(opID); opID == "" || errors.Is(err, journal.ErrNotFound) {
+		// A new activation: first the journal's positive evidence, which
+		// needs no APDU and spends no try.
+		done, err := r.activatedBefore(cardID)
+		if err != nil {
 			return nil, nil, err
-		} else if done != nil {
-			// Positive evidence from this card's journal: no APDU needed.
+		}
+		if done != nil {
 			return &cardapp.ActivateResult{CardID: cardID, AlreadyActive: true, Evidence: "journal"},
 				&Outcome{OpID: done.OpID, Status: journal.StatusDone}, nil
-		} else {
+		}
+		if opID == "" {
 			opID = journal.NewOpID()
 		}
 	}

@@ -24,6 +24,16 @@ import (
 	"time"
 )
 
+// MinOutTime is the least time a removed card stays out before the slot
+// connects again, however soon Insert comes: a hand takes longer, and
+// pcscd needs it. pcscd's reader thread polls presence every 400 ms and
+// only acts on a change from what it saw last; when a card is pulled and
+// pcscd then fails to reset it (a transaction ending with a reset), pcscd
+// marks the reader empty itself, and a card back before the thread's next
+// poll looks unchanged to it: the reader stays "empty" with the card in.
+// Two polls and a half rule that out.
+const MinOutTime = time.Second
+
 // Card is what a Slot presents to vpcd.
 type Card interface {
 	ATR() []byte
@@ -133,7 +143,8 @@ func (s *Slot) removeLocked() {
 	}
 }
 
-// Insert puts the card back: Run connects to vpcd again.
+// Insert puts the card back: Run connects to vpcd again, once the card
+// has been out for MinOutTime.
 func (s *Slot) Insert() {
 	s.mu.Lock()
 	s.inserted = true
@@ -219,8 +230,12 @@ func (s *Slot) Run(ctx context.Context) error {
 	}
 	var dialer net.Dialer
 	failing := false
+	var outSince time.Time // when the card last left the reader
 	for {
 		if !s.waitInserted(ctx) {
+			return nil
+		}
+		if !outSince.IsZero() && !sleepCtx(ctx, time.Until(outSince.Add(MinOutTime))) {
 			return nil
 		}
 		conn, err := dialer.DialContext(ctx, "tcp", s.Addr)
@@ -273,6 +288,7 @@ func (s *Slot) Run(ctx context.Context) error {
 				return nil
 			}
 		} else {
+			outSince = time.Now()
 			s.logf("vpcd %s: card removed", s.Addr)
 		}
 	}
