@@ -109,22 +109,14 @@ func newStation(t *testing.T, image string) *station {
 	return st
 }
 
-// loadImage is a built-in card image. The built-in "delivered" images are
-// transport-locked, which no public card is (card-reference §9, assumption
-// A-ACTIVATION): "delivered-vN" here is that card as counters receive it,
-// in use and holding the initial PIN; "transport-locked-vN" is the image as
-// built in. A ":triesN" suffix sets the PIN's tries left, ":pin" a PIN
-// already set by its holder.
+// loadImage is a built-in card image. "delivered-vN" is the card as
+// counters receive it (in use, initial PIN: card-reference §9);
+// "transport-locked-vN" is the same card transport-locked, for the profile
+// option activation.transport_lock (assumption A-ACTIVATION). A ":triesN"
+// suffix sets the PIN's tries left, ":pin" a PIN already set by its holder.
 func loadImage(t *testing.T, name string) *ssse.Image {
 	t.Helper()
 	base, opts, _ := strings.Cut(name, ":")
-	state := ""
-	switch {
-	case strings.HasPrefix(base, "delivered-"):
-		state = string(ssse.StateActive)
-	case strings.HasPrefix(base, "transport-locked-"):
-		base = "delivered-" + strings.TrimPrefix(base, "transport-locked-")
-	}
 	b, err := ssse.BuiltinJSON(base)
 	if err != nil {
 		t.Fatal(err)
@@ -132,9 +124,6 @@ func loadImage(t *testing.T, name string) *ssse.Image {
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
-	}
-	if state != "" {
-		m["state"] = state
 	}
 	for _, o := range strings.Split(opts, ",") {
 		pin, _ := m["pin"].(map[string]any)

@@ -261,7 +261,7 @@ func changePINCmd(t *testing.T, old, new string) apdu.Command {
 }
 
 func TestBuiltinImages(t *testing.T) {
-	want := []string{"blank-v1", "blank-v2", "blank-v3", "delivered-v2", "delivered-v3", "locked-v2", "real-v1-t0", "sample-v1", "sample-v2", "sample-v3"}
+	want := []string{"blank-v1", "blank-v2", "blank-v3", "delivered-v2", "delivered-v3", "locked-v2", "real-v1-t0", "sample-v1", "sample-v2", "sample-v3", "transport-locked-v2", "transport-locked-v3"}
 	if got := BuiltinNames(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("BuiltinNames = %v, want %v", got, want)
 	}
@@ -801,8 +801,8 @@ func activate(t *testing.T, c *Card, h *host, initial, pin string) {
 	}
 }
 
-func TestDeliveredActivation(t *testing.T) {
-	for _, name := range []string{"delivered-v2", "delivered-v3"} {
+func TestTransportLockedActivation(t *testing.T) {
+	for _, name := range []string{"transport-locked-v2", "transport-locked-v3"} {
 		t.Run(name, func(t *testing.T) {
 			c := newCard(t, name)
 			activate(t, c, newHost(t, c), "123456", "707070")
