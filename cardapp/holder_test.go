@@ -67,7 +67,7 @@ func TestTextFieldsRefuseSeparatorAndControls(t *testing.T) {
 	if err := ValidateRequest(p, demoRequest(t)); err != nil {
 		t.Fatalf("the demo holder is refused: %v", err)
 	}
-	bad := []string{"张|三", "张\x1b[2J三", "张\n三", "张\u202e三", "\u0085张"}
+	bad := []string{"张|三", "张\x1b[2J三", "张\n三", "张\u202e三", "张\u0085三"}
 	for _, v := range bad {
 		for _, field := range []string{"holder.name", "card.card_number"} {
 			req := demoRequest(t)

@@ -73,7 +73,7 @@ func Identify(ctx context.Context, s Session, set *profiles.Set, opts Options) (
 		return nil, opError(op, &UnknownCardError{ATR: cardATR, Reason: "its spec version is not text: " + err.Error()})
 	}
 	alg := AlgorithmName(app.algEnv)
-	cands := candidates(set, version, alg, cardATR)
+	cands := candidates(set, version, alg, cardATR, app.p)
 	if len(cands) == 0 {
 		return nil, opError(op, &UnknownCardError{ATR: cardATR,
 			Reason: fmt.Sprintf("no firmware profile for spec version %q with algorithm %s", version, alg)})
@@ -159,15 +159,22 @@ func mfFirstProfile(set *profiles.Set, probe *profiles.Profile) *profiles.Profil
 }
 
 // candidates are the profiles of spec version and algorithm, best first:
-// those whose ATR patterns match (by priority), then the others by name.
-func candidates(set *profiles.Set, version, alg string, atr []byte) []*profiles.Profile {
+// those whose ATR patterns match (by priority); then those that select the
+// way the card was found (a card that needed 3F00 first keeps a profile
+// that does it); then by name.
+func candidates(set *profiles.Set, version, alg string, atr []byte, found *profiles.Profile) []*profiles.Profile {
 	var out []*profiles.Profile
 	for _, p := range set.List() {
 		if p.SpecVersion == version && p.Crypto.Algorithm == alg {
 			out = append(out, p)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].MatchATR(atr) > out[j].MatchATR(atr) })
+	sort.SliceStable(out, func(i, j int) bool {
+		if ai, aj := out[i].MatchATR(atr), out[j].MatchATR(atr); ai != aj {
+			return ai > aj
+		}
+		return out[i].Select.MFFirst == found.Select.MFFirst && out[j].Select.MFFirst != found.Select.MFFirst
+	})
 	return out
 }
 

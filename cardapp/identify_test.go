@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -274,5 +276,79 @@ func TestBasicInfoFormatHidesSSN(t *testing.T) {
 		if strings.Contains(s, ssn) || strings.Contains(s, "张三") || !strings.Contains(s, "1111************10") {
 			t.Fatalf("%q", s)
 		}
+	}
+}
+
+// writeV2MF writes an override profile "ss-v2-mf": the v2 card OS that
+// needs 3F00 selected first (one vendor's, card-reference §9), with or
+// without an ATR pattern of its own.
+func writeV2MF(t *testing.T, withATR bool) *profiles.Set {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("..", "firmware-profiles", "ss-v2-3des-t0.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(src)
+	for _, r := range [][2]string{
+		{"name: ss-v2-3des-t0", "name: ss-v2-mf"},
+		{"  mf_first: false ", "  mf_first: true "},
+		{"quirks: [ef_select_p1_02, t0_get_response]", "quirks: [mf_select_first, ef_select_p1_02, t0_get_response]"},
+		{"read_info_min_apdus: 11", "read_info_min_apdus: 12"},
+		{`pattern: "3B 68 00 00 53 53 43 32 33 44 45 53"`, `pattern: "3B 68 00 00 53 53 43 32 4D 46 31 53"`},
+	} {
+		if !strings.Contains(s, r[0]) {
+			t.Fatalf("v2 profile lacks %q", r[0])
+		}
+		s = strings.Replace(s, r[0], r[1], 1)
+	}
+	if !withATR {
+		s = s[:strings.Index(s, "\natr:\n")+1] + s[strings.Index(s, "\nprotocol:")+1:]
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ss-v2-mf.yaml"), []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, err := profiles.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+// A card OS that needs 3F00 first, unknown by its ATR: SELECT SSSE answers
+// 6A82, the station selects 3F00 and tries again once, and keeps the
+// profile that selects that way.
+func TestIdentifyRetriesWithMFFirst(t *testing.T) {
+	pcsctest.EnsurePCSCD(t)
+	cardSet, hostSet := writeV2MF(t, true), writeV2MF(t, false)
+	img := builtinImage(t, "sample-v2")
+	img.Profile = "ss-v2-mf"
+	sim, err := ssse.New(img, cardSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	vc := pcsctest.StartCard(t, sim)
+	_, card := vc.Connect(t, rec.trace)
+	var info *cardapp.BasicInfo
+	var id *cardapp.Identification
+	err = card.Transaction(context.Background(), func(ctx context.Context) error {
+		app, err := cardapp.Identify(ctx, card, hostSet, cardapp.Options{Keys: keys.NewTestKeystore()})
+		if err != nil {
+			return err
+		}
+		id = app.Identification()
+		info, err = app.ReadBasicInfo(ctx)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Profile != "ss-v2-mf" || id.ATRKnown || info.CardNumber != "S44030012" || !info.GenuineChecked {
+		t.Fatalf("%+v %v", id, info)
+	}
+	h := rec.headers()
+	if len(h) < 4 || strings.Join(h[:4], ",") != "00 A4 04 00,00 A4 00 00,00 A4 04 00,00 B2 03 28" {
+		t.Fatalf("APDUs %v", h)
 	}
 }

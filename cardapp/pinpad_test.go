@@ -297,3 +297,30 @@ func TestPINPadRefusedWithoutPad(t *testing.T) {
 		t.Fatalf("vpcd reader: %v", err)
 	}
 }
+
+// A variable-length profile (4..16 digits): the reader is left to insert
+// the digits and set Lc (block size 0). With a reader that does so, the
+// APDU is the host path's for the PIN's own length, and the card takes it.
+func TestPINPadVariableLengthVerify(t *testing.T) {
+	img, _ := ssse.Builtin("sample-v3")
+	right := img.PIN.Value
+	b := newBed(t, "sample-v3")
+	pad := &emulatedPad{card: b.card, typed: []string{right}}
+	err := b.op(func(ctx context.Context, app *cardapp.App) error {
+		return app.VerifyPINOnPad(ctx, pad, cardapp.PINPadOptions{})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := bcd(right, 0x0F)
+	if !bytes.Equal(pad.sent[0], append([]byte{0x00, 0x20, 0x00, 0x00, byte(len(host))}, host...)) {
+		t.Fatalf("sent % X", pad.sent[0])
+	}
+	pad.typed = []string{"123"} // shorter than the profile's 4
+	err = b.op(func(ctx context.Context, app *cardapp.App) error {
+		return app.VerifyPINOnPad(ctx, pad, cardapp.PINPadOptions{})
+	})
+	if !errors.Is(err, cardapp.ErrPINPadLength) || len(pad.sent) != 1 {
+		t.Fatalf("3 digits: %v (%d sent)", err, len(pad.sent))
+	}
+}

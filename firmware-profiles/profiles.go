@@ -185,8 +185,8 @@ type Profile struct {
 	// probed with this profile's selection, and the profile wins over others
 	// of the same spec version and algorithm. A card is identified by what
 	// it answers (spec version, algorithm), never refused for its ATR.
-	ATR      []ATRPattern
-	Protocol Protocol
+	ATR         []ATRPattern
+	Protocol    Protocol
 	Select      Select
 	Files       map[string]*File // by name: "EF05", "EF06"
 	PIN         PINPolicy

@@ -103,3 +103,30 @@ func leUint(v []byte) uint64 {
 	}
 	return n
 }
+
+// ReaderInfo reads a reader's attributes and part 10 features whether or
+// not a card is in it: it connects in direct mode (SCARD_SHARE_DIRECT, no
+// protocol), which talks to the reader only. A driver that refuses direct
+// connections (some do without a card) gives the error; the caller then
+// learns the features once a card is in (Card.Features).
+func (c *Context) ReaderInfo(ctx context.Context, reader string) (*ReaderAttributes, *ReaderFeatures, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, &Error{Op: "connect (direct)", Reader: reader, Kind: KindCancelled, Err: err}
+	}
+	h, err := c.sc.Connect(reader, scard.ShareDirect, 0)
+	if err != nil {
+		return nil, nil, wrapConnect("connect (direct)", reader, err)
+	}
+	defer h.Disconnect(scard.LeaveCard)
+	direct := &Card{reader: reader, h: h, proto: Protocol(0), opts: ConnectOptions{Share: ShareDirect}}
+	ra, err := direct.Attributes(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	ra.Protocol = ""
+	rf, err := direct.Features(ctx)
+	if err != nil {
+		return ra, nil, err
+	}
+	return ra, rf, nil
+}

@@ -44,3 +44,43 @@ func TestVPCDReaderHasNoPINPad(t *testing.T) {
 		t.Fatalf("after the feature request: %v %v", err, resp.SW)
 	}
 }
+
+// A reader with no card is asked in direct mode: vpcd's reader answers
+// and reports no PIN pad.
+func TestReaderInfoWithoutCard(t *testing.T) {
+	d := pcsctest.EnsurePCSCD(t)
+	vc := pcsctest.StartCard(t, newDefaultCard(t, false)) // takes one reader; the other stays empty
+	pc, err := pcsc.Establish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Release()
+	st, err := pc.Status(readerNames(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := ""
+	for _, s := range st {
+		if s.Reader != vc.Reader && !s.CardPresent {
+			empty = s.Reader
+		}
+	}
+	if empty == "" {
+		t.Fatal("no empty reader: the tests of this package do not run in parallel, so the other reader should be free")
+	}
+	ra, rf, err := pc.ReaderInfo(context.Background(), empty)
+	if err != nil {
+		t.Fatalf("direct connection to %q: %v", empty, err)
+	}
+	if rf.PINPad.Any() || ra == nil {
+		t.Fatalf("%+v %+v", ra, rf)
+	}
+}
+
+func readerNames(d *pcsctest.Daemon) []string {
+	var out []string
+	for _, r := range d.Readers {
+		out = append(out, r.Name)
+	}
+	return out
+}

@@ -273,3 +273,21 @@ func TestAttributes(t *testing.T) {
 		t.Fatalf("missing %v", ra.Missing)
 	}
 }
+
+// A reader's answers are untrusted input: the parsers never panic, and a
+// feature list they accept holds one feature per 6 bytes at most.
+func FuzzParseFeatures(f *testing.F) {
+	f.Add([]byte{0x06, 0x04, 0x42, 0x33, 0x00, 0x06, 0x12, 0x04, 0x42, 0x33, 0x00, 0x12})
+	f.Add([]byte{0x06, 0x02, 0x42})
+	f.Add([]byte{0x0A, 0x04, 0x05, 0x01, 0x00, 0x00, 0x08, 0x03, 'F', 'W'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _ = ParseTLVProperties(b)
+		m, err := ParseFeatures(b)
+		if err != nil {
+			return
+		}
+		if len(m)*6 > len(b) {
+			t.Fatalf("%d features from %d bytes", len(m), len(b))
+		}
+	})
+}

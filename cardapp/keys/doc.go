@@ -68,6 +68,13 @@
 // whether INTERNAL AUTHENTICATE's 8-byte factor is one more diversification
 // level of [KeyInternalAuth], is the profile's business.
 //
+// # No provider
+//
+// A station configured without keys has [None]: reads work, and every
+// operation that needs a key fails with [ErrNoProvider]. Card operations
+// call [Ready] before their first APDU, so they refuse before touching the
+// card; test keys are never a silent default.
+//
 // # Test keys
 //
 // [TestKeys] are public values derived from "TEST KEY -- NOT FOR

@@ -454,7 +454,9 @@ func jsonProblem(err error) string {
 // LoadSoftwareKeystore reads a key file (layout on keyFile above: "test_keys",
 // "comment", "keys" by [KeyName]). It refuses a file that is not a regular
 // file (symbolic links included) or whose permissions let group or others at
-// it (Unix: mode & 0o077 != 0, fix with chmod 600; Windows: an ACL entry
+// it (Unix: mode & 0o077 != 0, fix with chmod 600; a file or directory
+// owned by anyone but this user or root, or a directory group or others
+// may write, where the file could be swapped; Windows: an ACL entry
 // granting Everyone, Users, Authenticated Users, Guests, Anonymous,
 // Interactive, Network or Domain Users access). Keys must be 16 bytes; an
 // optional "kcv" is checked against [KeyCheckValue]. Errors name the path

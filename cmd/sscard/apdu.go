@@ -32,6 +32,7 @@ type apduResultJSON struct {
 const (
 	maxAPDULines   = 4096
 	maxAPDULineLen = 2*(4+3+apdu.MaxExtendedData+2)*3/2 + 1024 // spaced hex of the longest APDU, and a comment
+	maxAPDUInput   = 4 << 20                                   // all of --from: a few extended APDUs, thousands of short ones
 )
 
 // secretINS are the instructions whose data (and answer) is a PIN, a PIN
@@ -228,8 +229,8 @@ func parseTypedAPDU(where, s string) (typedAPDU, error) {
 	if strings.HasPrefix(s, "\uFEFF") {
 		return t, usagef("%s starts with a byte order mark (BOM): save the file as plain text (UTF-8 without BOM)", where)
 	}
-	if strings.HasPrefix(s, "-") {
-		return t, usagef("%s looks like a flag (%s): give flags before the APDUs", where, strings.Fields(s)[0])
+	if looksLikeFlag(s) {
+		return t, usagef("%s looks like a flag, not hex: give flags before the APDUs", where)
 	}
 	var digits []byte
 	for i := 0; i < len(s); i++ {
@@ -265,6 +266,24 @@ func parseTypedAPDU(where, s string) (typedAPDU, error) {
 	return t, nil
 }
 
+// looksLikeFlag: a leading '-' and a letter no hex digit is ("-v",
+// "--reader=0"); "-00 A4" is hex with a separator in front.
+func looksLikeFlag(s string) bool {
+	if !strings.HasPrefix(s, "-") {
+		return false
+	}
+	name, _, _ := strings.Cut(strings.TrimLeft(s, "-"), "=")
+	if name == "" {
+		return false
+	}
+	for _, c := range name {
+		if c >= 'g' && c <= 'z' || c >= 'G' && c <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
 func unhex(c byte) byte {
 	switch {
 	case c >= '0' && c <= '9':
@@ -276,8 +295,10 @@ func unhex(c byte) byte {
 }
 
 // readAPDULines reads --from: one APDU per line, # to the end of a line is
-// a comment, blank lines are skipped. It stops with an error at
-// maxAPDULines APDUs or a line longer than maxAPDULineLen.
+// a comment, blank lines are skipped. It reads line by line (a pipe that
+// never ends is never slurped) and stops with an error at maxAPDULines
+// APDUs, a line longer than maxAPDULineLen or maxAPDUInput bytes in all:
+// every APDU is checked before the first is sent, so the input is bounded.
 func readAPDULines(env *cli, path string) ([]typedAPDU, error) {
 	var r io.Reader = env.stdin
 	name := "standard input"
@@ -290,7 +311,8 @@ func readAPDULines(env *cli, path string) ([]typedAPDU, error) {
 		r, name = f, path
 	}
 	var out []typedAPDU
-	sc := bufio.NewScanner(r)
+	lr := &io.LimitedReader{R: r, N: maxAPDUInput + 1}
+	sc := bufio.NewScanner(lr)
 	sc.Buffer(make([]byte, 0, 1<<16), maxAPDULineLen)
 	n := 0
 	for sc.Scan() {
@@ -304,6 +326,9 @@ func readAPDULines(env *cli, path string) ([]typedAPDU, error) {
 		if line = strings.TrimSpace(line); line == "" {
 			continue
 		}
+		if lr.N <= 0 {
+			return nil, usagef("%s is longer than %d bytes: split it", name, maxAPDUInput)
+		}
 		if len(out) == maxAPDULines {
 			return nil, usagef("%s has more than %d APDUs: split it", name, maxAPDULines)
 		}
@@ -312,6 +337,9 @@ func readAPDULines(env *cli, path string) ([]typedAPDU, error) {
 			return nil, err
 		}
 		out = append(out, t)
+	}
+	if lr.N <= 0 {
+		return nil, usagef("%s is longer than %d bytes: split it", name, maxAPDUInput)
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {

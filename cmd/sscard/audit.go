@@ -35,7 +35,7 @@ func auditVerb(ctx context.Context, env *cli, args []string) error {
 	}
 	path := *storePath
 	if path == "" {
-		cfg, err := config.Load(*cfgPath)
+		cfg, err := loadConfig(*cfgPath)
 		if err != nil {
 			return err
 		}

@@ -44,7 +44,7 @@ type cardEnv struct {
 }
 
 func loadCardEnv(f *cardFlags) (*cardEnv, error) {
-	cfg, err := config.Load(*f.config)
+	cfg, err := loadConfig(*f.config) // notes test keys for every output
 	if err != nil {
 		return nil, err
 	}
@@ -53,9 +53,6 @@ func loadCardEnv(f *cardFlags) (*cardEnv, error) {
 		return nil, err
 	}
 	ce := &cardEnv{cfg: cfg, set: set}
-	if cfg.TestKeys() {
-		noteTestKeys()
-	}
 	if cfg.Keys.Provider != config.ProviderPSAM {
 		// No provider configured gives keys.None: reads work, and every
 		// operation that needs a key refuses before its first APDU.

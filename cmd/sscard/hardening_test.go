@@ -144,6 +144,7 @@ func startSSCard(t *testing.T, env []string, args ...string) (*exec.Cmd, *bytes.
 		t.Fatal(err)
 	}
 	done := make(chan int, 1)
+	exited := make(chan struct{})
 	go func() {
 		err := cmd.Wait()
 		code := 0
@@ -151,8 +152,9 @@ func startSSCard(t *testing.T, env []string, args ...string) (*exec.Cmd, *bytes.
 			code = ee.ExitCode()
 		}
 		done <- code
+		close(exited)
 	}()
-	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); <-done })
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); <-exited })
 	return cmd, &errb, done
 }
 
@@ -192,7 +194,7 @@ func waitReadingStdin(t *testing.T, pid int) {
 // something that ignores the context (here a PIN that is never typed on a
 // pipe that stays open).
 func TestSignalsAlwaysEndSSCard(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
 		cmd, errb, done := startSSCard(t, noConfig(t), "pin", "verify", "--reader", "0", "--pin-stdin")
 		waitReadingStdin(t, cmd.Process.Pid)
 		if err := cmd.Process.Signal(sig); err != nil {
@@ -247,6 +249,8 @@ func TestWatchReportsNoRemovalOnInterrupt(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		cmd := exec.Command(sscardBin, "watch", "--json")
 		cmd.Env = os.Environ()
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -265,8 +269,15 @@ func TestWatchReportsNoRemovalOnInterrupt(t *testing.T) {
 			}
 		}
 		err = cmd.Wait()
+		// Exit 0: watch stopped by itself; 130: it was still letting go of
+		// PC/SC when the two-second bound ran out (a loaded machine). What
+		// this test is about is what it printed.
+		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 130 {
+			t.Logf("run %d: watch needed the bound to stop:\n%s", i, errb.String())
+			err = nil
+		}
 		if !seen || err != nil {
-			t.Fatalf("run %d: card seen %v, exit %v\n%s", i, seen, err, strings.Join(lines, "\n"))
+			t.Fatalf("run %d: card seen %v, exit %v\n%s\n%s", i, seen, err, strings.Join(lines, "\n"), errb.String())
 		}
 		for _, l := range lines {
 			if strings.Contains(l, "removed") {
@@ -384,12 +395,12 @@ func TestHelpExitsZero(t *testing.T) {
 func TestTermSafe(t *testing.T) {
 	cases := map[string]string{
 		"阿卜杜热合曼·买买提艾力": "阿卜杜热合曼·买买提艾力",
-		"A\x1b[2JB":      `A\x1b[2JB`,
-		"A\nB\tC\x7f":    `A\x0aB\x09C\x7f`,
-		"A\u202eB":       `A\u202eB`,
-		"A\u0085B":       `A\x85B`,
-		"A\xffB":         `A\xffB`,
-		"":               "",
+		"A\x1b[2JB":    `A\x1b[2JB`,
+		"A\nB\tC\x7f":  `A\x0aB\x09C\x7f`,
+		"A\u202eB":     `A\u202eB`,
+		"A\u0085B":     `A\x85B`,
+		"A\xffB":       `A\xffB`,
+		"":             "",
 	}
 	for in, want := range cases {
 		if got := termSafe(in); got != want {
@@ -420,5 +431,70 @@ func TestTestKeysJSONMark(t *testing.T) {
 	writeJSON(&b, struct{}{})
 	if strings.TrimSpace(b.String()) != "{\n  \"test_keys\": true\n}" {
 		t.Fatalf("%s", b.String())
+	}
+}
+
+// endless repeats a line for ever, like `yes LINE`.
+type endless struct {
+	line []byte
+	off  int
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = e.line[e.off]
+		e.off = (e.off + 1) % len(e.line)
+	}
+	return len(p), nil
+}
+
+// Issue 8 §10: --from - on a pipe that never ends stops with a clear
+// error, in bounded memory, before anything is sent.
+func TestAPDULinesFromAnEndlessPipe(t *testing.T) {
+	for _, c := range []struct{ line, want string }{
+		{"00A4040000\n", "more than 4096 APDUs"},
+		{"00", "longer than"},
+		{"# a comment that never ends\n", "longer than 4194304 bytes"},
+	} {
+		env := &cli{stdin: &endless{line: []byte(c.line)}, stdout: io.Discard, stderr: io.Discard}
+		_, err := readAPDULines(env, "-")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("%q for ever: %v, want %q", c.line, err, c.want)
+		}
+	}
+}
+
+// Issue 8 §9: a '|' in a holder's name would split the card's
+// iReadCardBas string into one field more; an escape sequence would reach
+// every terminal that prints the card. personalize refuses both before it
+// writes anything, naming the field and not the value.
+func TestPersonalizeRefusesSeparatorInTextFields(t *testing.T) {
+	vc := pcsctest.StartCard(t, ssseCard(t, "blank-v2"))
+	env := writeConfig(t, fmt.Sprintf(`{"terminal_no": "410100813475", "device_no": "D1", "data_dir": %q, "keys": {"provider": "test"}}`, t.TempDir()))
+	src, err := os.ReadFile("../../demo/holder-v2.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"欧阳娜娜|吐尔逊", "欧阳娜娜\\u001b[2J吐尔逊"} {
+		holder := filepath.Join(t.TempDir(), "holder.json")
+		body := strings.Replace(string(src), "欧阳娜娜·买买提艾力·吐尔逊", bad, 1)
+		if err := os.WriteFile(holder, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := runSSCard(t, env, "personalize", "--reader", vc.Reader, "--holder", holder)
+		if r.code == 0 || !strings.Contains(r.stderr+r.stdout, "holder.name") || strings.Contains(r.stderr+r.stdout, "欧阳") {
+			t.Fatalf("name %q: exit %d\n%s%s", bad, r.code, r.stdout, r.stderr)
+		}
+	}
+	r := runSSCard(t, env, "info", "--reader", vc.Reader)
+	if r.code != 0 || !strings.Contains(r.stdout, "Blank card") {
+		t.Fatalf("the card was written: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// A duplicate key in the holder file is refused before the card is touched.
+	holder := filepath.Join(t.TempDir(), "holder.json")
+	os.WriteFile(holder, []byte(strings.Replace(string(src), `"gender": "2",`, `"gender": "2", "gender": "1",`, 1)), 0o600)
+	r = runSSCard(t, env, "personalize", "--reader", vc.Reader, "--holder", holder)
+	if r.code != 2 || !strings.Contains(r.stderr, `"gender" appears twice`) {
+		t.Fatalf("duplicate key: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -18,6 +18,10 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/term"
+
+	"ssstation/station/config"
 )
 
 // verb is one sub-command.
@@ -45,12 +49,25 @@ const stopGrace = 2 * time.Second
 
 func main() {
 	env := &cli{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin}
+	// A PIN prompt turns the terminal's echo off until it returns; a forced
+	// exit must not leave the shell without echo.
+	if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) {
+		if st, err := term.GetState(fd); err == nil {
+			restoreTerminal = func() { _ = term.Restore(fd, st) }
+		}
+	}
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: a terminal closed in the middle of an operation gets the
+	// same settled, journaled stop as Ctrl-C.
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	os.Exit(supervise(sigs, stopGrace, env.stderr, func(ctx context.Context) int {
 		return run(ctx, env, os.Args[1:])
 	}))
 }
+
+// restoreTerminal puts the terminal back as sscard found it (set by main
+// when standard input is a terminal).
+var restoreTerminal = func() {}
 
 // supervise runs body on a context the first signal cancels. sscard then
 // waits for body to return (its step settled and recorded) for at most
@@ -83,10 +100,12 @@ func supervise(sigs <-chan os.Signal, grace time.Duration, stderr io.Writer, bod
 		case <-notice.C:
 			fmt.Fprintln(stderr, "sscard: interrupted; finishing the current step (interrupt again to quit at once)")
 		case <-sigs:
+			restoreTerminal()
 			fmt.Fprintln(stderr, "sscard: quitting at once")
 			return signalExit(sig)
 		case <-limit.C:
-			fmt.Fprintf(stderr, "sscard: still busy %v after the interruption: quitting (an unfinished operation stays in the journal; run the same command with --op to resume)\n", grace)
+			restoreTerminal()
+			fmt.Fprintf(stderr, "sscard: still busy %v after the interruption: quitting\n", grace)
 			return signalExit(sig)
 		}
 	}
@@ -186,6 +205,19 @@ func printUsage(w io.Writer) {
 var testKeysInUse atomic.Bool
 
 func noteTestKeys() { testKeysInUse.Store(true) }
+
+// loadConfig is config.Load for every verb: a station on test keys is
+// noted here, so each verb's output says so without the verb knowing.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TestKeys() {
+		noteTestKeys()
+	}
+	return cfg, nil
+}
 
 // writeJSON prints v as indented JSON, marked when test keys are in use.
 func writeJSON(w io.Writer, v any) error {

@@ -6,7 +6,6 @@ import (
 	"sort"
 
 	profiles "ssstation/firmware-profiles"
-	"ssstation/station/config"
 )
 
 func init() {
@@ -44,7 +43,7 @@ func cmdProfile(ctx context.Context, env *cli, args []string) error {
 		}
 		return nil
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}

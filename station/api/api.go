@@ -78,6 +78,7 @@ type server struct {
 	version string
 	audit   AuditQuery
 	idem    *idemStore
+	owners  *ownerStore
 	tickets *ticketStore
 	metrics *httpMetrics
 	gather  prometheus.Gatherer
@@ -114,6 +115,9 @@ func New(o Options) (http.Handler, error) {
 		s.now = time.Now
 	}
 	if s.idem, err = openIdemStore(o.DB, s.now); err != nil {
+		return nil, err
+	}
+	if s.owners, err = openOwnerStore(o.DB, s.now); err != nil {
 		return nil, err
 	}
 	s.tickets = newTicketStore(s.now)

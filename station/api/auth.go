@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -108,6 +109,7 @@ func newTokenSet(recs []TokenRecord) (*tokenSet, error) {
 			return nil, fmt.Errorf("token %q: name used twice", r.Name)
 		}
 		seen[r.Name] = true
+		r.Origins = slices.Clone(r.Origins) // canonicalised here, not in the caller's config
 		for i, o := range r.Origins {
 			c, err := CanonicalOrigin(o)
 			if err != nil {

@@ -151,9 +151,23 @@ func TestOperationsAsResources(t *testing.T) {
 	if loc != "/v1/operations/"+op.ID || op.State != service.StateRunning {
 		t.Fatalf("location %q op %+v", loc, op)
 	}
-	rec = hs.do(req{method: "GET", path: loc, role: service.RoleBank})
+	rec = hs.do(req{method: "GET", path: loc, role: service.RoleCounter, origin: goodOrigin})
 	if rec.Code != 200 || decodeOp(t, rec).State != service.StateRunning {
 		t.Fatalf("poll: %d %s", rec.Code, rec.Body)
+	}
+	// operation ids reach every event subscriber: only the token that
+	// started it (and admin) may see it
+	wantProblem(t, hs.do(req{method: "GET", path: loc, role: service.RoleBank}), 404, service.CodeNotFound)
+	wantProblem(t, hs.do(req{method: "DELETE", path: loc, role: service.RoleBank}), 404, service.CodeNotFound)
+	other, rec2, err := NewToken("counter-2", "counter", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.recs = append(hs.recs, rec2)
+	hs.build()
+	wantProblem(t, hs.do(req{method: "GET", path: loc, token: other}), 404, service.CodeNotFound)
+	if rec := hs.do(req{method: "GET", path: loc, role: service.RoleAdmin}); rec.Code != 200 {
+		t.Fatalf("admin view: %d", rec.Code)
 	}
 	done := make(chan *httptest.ResponseRecorder)
 	go func() { done <- hs.do(req{method: "GET", path: loc + "?wait=30", role: service.RoleCounter}) }()
@@ -292,7 +306,8 @@ func TestLogLines(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
 		t.Fatal(err)
 	}
-	if first["request_id"] != rec.Header().Get("X-Request-Id") || first["route"] != "/v1/card/activate" || first["status"] != float64(200) || first["duration"] == nil {
+	if first["request_id"] != rec.Header().Get("X-Request-Id") || first["route"] != "/v1/card/activate" || first["status"] != float64(200) || first["duration"] == nil ||
+		first["token"] != "t-counter" {
 		t.Fatalf("log line %v", first)
 	}
 }

@@ -69,10 +69,8 @@ func (s *server) newTicket(w http.ResponseWriter, r *http.Request, _ *Route) {
 		writeProblem(w, r, p)
 		return
 	}
-	c := callerFrom(r.Context())
-	tok, _ := bearer(r)
-	rec, _ := s.tokens.lookup(tok)
-	if rec.Name != c.TokenName {
+	rec, ok := r.Context().Value(keyToken).(TokenRecord)
+	if !ok {
 		writeCode(w, r, CodeUnauthorized, "")
 		return
 	}
@@ -103,6 +101,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, _ *Route) {
 		after, resume = n, true
 	}
 	rc := http.NewResponseController(w)
+	holdOpen(w, s.beat+30*time.Second)
 	backlog, lost, ch, cancel := s.st.Subscribe(after)
 	defer cancel()
 
@@ -119,7 +118,23 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, _ *Route) {
 		}
 		return rc.Flush() == nil
 	}
+	// Ids increase within a daemon run: never send one twice (backlog and
+	// channel may overlap). An id at or below Last-Event-ID before anything
+	// was sent means the daemon restarted and its ids began again: what
+	// the client missed is gone, so say so first.
+	var sent uint64
+	toldLost := lost
 	send := func(e service.Event) bool {
+		if sent != 0 && e.ID <= sent {
+			return true
+		}
+		if resume && sent == 0 && e.ID <= after && !toldLost {
+			toldLost = true
+			if !write("event: %s\ndata: {\"after\":%d,\"restarted\":true}\n\n", lostEvent, after) {
+				return false
+			}
+		}
+		sent = e.ID
 		data := e.Data
 		if len(data) == 0 {
 			data = json.RawMessage("{}")

@@ -60,15 +60,15 @@ func (s *sseStream) nextEvent(t *testing.T) sseEvent {
 	}
 }
 
-func open(t *testing.T, srv *httptest.Server, path string, hdr map[string]string) (*sseStream, *http.Response) {
+func open(t *testing.T, base string, path string, hdr map[string]string) (*sseStream, *http.Response) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+path, nil)
+	r, _ := http.NewRequestWithContext(ctx, "GET", base+path, nil)
 	r.Host = testHost
 	for k, v := range hdr {
 		r.Header.Set(k, v)
 	}
-	res, err := srv.Client().Do(r)
+	res, err := http.DefaultClient.Do(r)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestEventsWithTickets(t *testing.T) {
 	hs.st.Emit(service.EventCardInserted, map[string]string{"reader_id": "r1"}) // before the stream: not replayed
 
 	tk := ticketFor(t, hs, service.RoleCounter)
-	s, res := open(t, srv, "/v1/events?ticket="+tk, map[string]string{"Origin": goodOrigin})
+	s, res := open(t, srv.URL, "/v1/events?ticket="+tk, map[string]string{"Origin": goodOrigin})
 	if s == nil || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") || res.Header.Get("Access-Control-Allow-Origin") != goodOrigin {
 		t.Fatalf("stream: %v", res.Header)
 	}
@@ -129,25 +129,25 @@ func TestEventsWithTickets(t *testing.T) {
 	eventually(t, "unsubscribed", func() bool { return hs.st.Subscribers() == 0 })
 
 	// single use
-	if s, res := open(t, srv, "/v1/events?ticket="+tk, nil); s != nil || res.StatusCode != 401 {
+	if s, res := open(t, srv.URL, "/v1/events?ticket="+tk, nil); s != nil || res.StatusCode != 401 {
 		t.Fatal("ticket used twice")
 	}
 	// 60 s
 	tk = ticketFor(t, hs, service.RoleBank)
 	hs.clock.Add(TicketTTL + time.Second)
-	if s, res := open(t, srv, "/v1/events?ticket="+tk, nil); s != nil || res.StatusCode != 401 {
+	if s, res := open(t, srv.URL, "/v1/events?ticket="+tk, nil); s != nil || res.StatusCode != 401 {
 		t.Fatal("expired ticket accepted")
 	}
 	// a ticket keeps its token's origins
 	tk = ticketFor(t, hs, service.RoleBank)
-	if s, res := open(t, srv, "/v1/events?ticket="+tk, map[string]string{"Origin": badOrigin}); s != nil || res.StatusCode != 403 || res.Header.Get("Access-Control-Allow-Origin") != "" {
+	if s, res := open(t, srv.URL, "/v1/events?ticket="+tk, map[string]string{"Origin": badOrigin}); s != nil || res.StatusCode != 403 || res.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatal("ticket used from a foreign origin")
 	}
 	// desktop programs may use their bearer token
-	if s, _ := open(t, srv, "/v1/events", map[string]string{"Authorization": "Bearer " + hs.tokens[service.RoleTechnician]}); s == nil {
+	if s, _ := open(t, srv.URL, "/v1/events", map[string]string{"Authorization": "Bearer " + hs.tokens[service.RoleTechnician]}); s == nil {
 		t.Fatal("bearer stream refused")
 	}
-	if s, res := open(t, srv, "/v1/events?ticket=evt_forged", nil); s != nil || res.StatusCode != 401 {
+	if s, res := open(t, srv.URL, "/v1/events?ticket=evt_forged", nil); s != nil || res.StatusCode != 401 {
 		t.Fatal("forged ticket accepted")
 	}
 	if !strings.Contains(hs.logs.String(), `"route":"/v1/events"`) || strings.Contains(hs.logs.String(), "evt_") {
@@ -164,7 +164,7 @@ func TestEventsResume(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		hs.st.Emit(service.EventCardInserted, map[string]int{"n": i})
 	}
-	s, _ := open(t, srv, "/v1/events?ticket="+ticketFor(t, hs, service.RoleCounter), map[string]string{"Last-Event-ID": "1"})
+	s, _ := open(t, srv.URL, "/v1/events?ticket="+ticketFor(t, hs, service.RoleCounter), map[string]string{"Last-Event-ID": "1"})
 	if e := s.nextEvent(t); e.id != "2" {
 		t.Fatalf("resume gave %+v", e)
 	}
@@ -178,14 +178,24 @@ func TestEventsResume(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		hs.st.Emit(service.EventOperationProgress, map[string]int{"n": i})
 	}
-	s2, _ := open(t, srv, "/v1/events?last_event_id=2&ticket="+ticketFor(t, hs, service.RoleCounter), nil)
+	s2, _ := open(t, srv.URL, "/v1/events?last_event_id=2&ticket="+ticketFor(t, hs, service.RoleCounter), nil)
 	if e := s2.nextEvent(t); e.typ != lostEvent {
 		t.Fatalf("lost events not told: %+v", e)
 	}
 	if e := s2.nextEvent(t); e.id != "7" {
 		t.Fatalf("oldest held event %+v", e)
 	}
-	if _, res := open(t, srv, "/v1/events?ticket="+ticketFor(t, hs, service.RoleCounter), map[string]string{"Last-Event-ID": "x"}); res.StatusCode != 400 {
+	// a daemon restart begins its ids again: a resume from the old run is told
+	s3, _ := open(t, srv.URL, "/v1/events?ticket="+ticketFor(t, hs, service.RoleCounter), map[string]string{"Last-Event-ID": "900"})
+	eventually(t, "subscribed", func() bool { return hs.st.Subscribers() == 3 })
+	hs.st.Emit(service.EventPCSCUp, nil)
+	if e := s3.nextEvent(t); e.typ != lostEvent || !strings.Contains(e.data, `"restarted":true`) {
+		t.Fatalf("restart not told: %+v", e)
+	}
+	if e := s3.nextEvent(t); e.id != "11" || e.typ != "pcsc.up" {
+		t.Fatalf("after restart %+v", e)
+	}
+	if _, res := open(t, srv.URL, "/v1/events?ticket="+ticketFor(t, hs, service.RoleCounter), map[string]string{"Last-Event-ID": "x"}); res.StatusCode != 400 {
 		t.Fatalf("bad Last-Event-ID: %d", res.StatusCode)
 	}
 }

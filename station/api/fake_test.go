@@ -136,9 +136,17 @@ func (f *fakeStation) Submit(_ context.Context, req service.Request) (*service.O
 	o := &fakeOp{op: service.Operation{ID: fmt.Sprintf("op-%d", f.seq), Kind: req.Kind, ReaderID: r.ID, State: service.StateRunning, Created: now, Updated: now,
 		Steps: []service.Step{{ID: "select", Name: "select the application", State: "started"}}, WriteInFlight: f.writeBusy && req.Kind.Writes()}, done: make(chan struct{})}
 	f.ops[o.op.ID] = o
-	snap := o.op
+	snap := o.snapshot()
 	go f.run(o, req, f.hold)
 	return &snap, nil
+}
+
+// snapshot copies the operation, steps included (callers hold it while
+// the operation goes on).
+func (o *fakeOp) snapshot() service.Operation {
+	s := o.op
+	s.Steps = append([]service.Step(nil), o.op.Steps...)
+	return s
 }
 
 func (f *fakeStation) run(o *fakeOp, req service.Request, hold chan struct{}) {
@@ -254,7 +262,7 @@ func (f *fakeStation) Operation(_ context.Context, id string) (*service.Operatio
 	if !ok {
 		return nil, &service.Problem{Code: service.CodeNotFound, Title: "no such operation"}
 	}
-	snap := o.op
+	snap := o.snapshot()
 	return &snap, nil
 }
 
@@ -286,7 +294,7 @@ func (f *fakeStation) Cancel(_ context.Context, id string) (*service.Operation, 
 		o.op.State = service.StateCancelled
 		o.op.Problem = &service.Problem{Code: service.CodeCancelled, Title: "cancelled"}
 	}
-	snap := o.op
+	snap := o.snapshot()
 	return &snap, nil
 }
 

@@ -13,14 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 
+	"ssstation/station/api/apitest"
 	"ssstation/station/service"
 )
 
@@ -62,8 +59,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func openDB(t *testing.T, path string) *bolt.DB {
 	t.Helper()
@@ -176,71 +177,32 @@ func (hs *harness) do(r req) *httptest.ResponseRecorder {
 }
 
 var (
-	specOnce   sync.Once
-	specDoc    *openapi3.T
-	specRouter routers.Router
-	specErr    error
+	specOnce sync.Once
+	specV    *apitest.Validator
+	specErr  error
 )
 
-func spec(t *testing.T) (*openapi3.T, routers.Router) {
+func spec(t *testing.T) *apitest.Validator {
 	t.Helper()
 	specOnce.Do(func() {
-		openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
 		j, err := OpenAPIJSON()
 		if err != nil {
 			specErr = err
 			return
 		}
-		l := openapi3.NewLoader()
-		if specDoc, specErr = l.LoadFromData(j); specErr != nil {
-			return
-		}
-		if specErr = specDoc.Validate(context.Background()); specErr != nil {
-			return
-		}
-		specRouter, specErr = legacy.NewRouter(specDoc)
+		specV, specErr = apitest.New(j)
 	})
 	if specErr != nil {
 		t.Fatalf("openapi document: %v", specErr)
 	}
-	return specDoc, specRouter
+	return specV
 }
 
-// validateResponse checks one response against the OpenAPI document: by
-// its operation when the request names one, otherwise (an unknown path or
-// method) as a Problem.
+// validateResponse checks one response against the OpenAPI document.
 func validateResponse(t *testing.T, r *http.Request, status int, h http.Header, body []byte) {
 	t.Helper()
-	doc, router := spec(t)
-	vr := r.Clone(context.Background())
-	vr.URL.Scheme, vr.URL.Host, vr.Host = "http", testHost, testHost
-	route, params, err := router.FindRoute(vr)
-	if err != nil {
-		if ct := h.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
-			t.Errorf("%s %s: unrouted answer %d is %q, not problem+json", r.Method, r.URL.Path, status, ct)
-			return
-		}
-		var v any
-		if err := json.Unmarshal(body, &v); err != nil {
-			t.Errorf("%s %s: problem body: %v", r.Method, r.URL.Path, err)
-			return
-		}
-		if err := doc.Components.Schemas["Problem"].Value.VisitJSON(v); err != nil {
-			t.Errorf("%s %s: problem body against the schema: %v", r.Method, r.URL.Path, err)
-		}
-		return
-	}
-	opts := &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}
-	if strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") {
-		opts.ExcludeResponseBody = true
-	}
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: vr, PathParams: params, Route: route,
-			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}},
-		Status: status, Header: h, Body: io.NopCloser(bytes.NewReader(body)), Options: opts,
-	}
-	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		t.Errorf("%s %s -> %d does not match the OpenAPI document: %v\nbody: %s", r.Method, r.URL.Path, status, err, body)
+	if err := spec(t).Response(r, status, h, body); err != nil {
+		t.Error(err)
 	}
 }
 

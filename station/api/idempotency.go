@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -53,35 +54,55 @@ type idemStore struct {
 	db  *bolt.DB
 	run string
 	now func() time.Time
+
+	mu        sync.Mutex
+	lastSweep time.Time
 }
 
+// sweepEvery: expired keys are deleted at start and then at most hourly,
+// inside a begin's transaction (lookups ignore them in between).
+const sweepEvery = time.Hour
+
 func openIdemStore(db *bolt.DB, now func() time.Time) (*idemStore, error) {
-	s := &idemStore{db: db, run: newID(8), now: now}
+	s := &idemStore{db: db, run: newID(8), now: now, lastSweep: now()}
 	err := db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(idemBucket)
 		if err != nil {
 			return err
 		}
-		// Sweep expired keys once per start.
-		var old [][]byte
-		err = b.ForEach(func(k, v []byte) error {
-			var r idemRecord
-			if json.Unmarshal(v, &r) != nil || now().Sub(r.Created) > IdempotencyTTL {
-				old = append(old, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		for _, k := range old {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		return err
+		return s.sweep(b)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: idempotency bucket: %w", err)
 	}
 	return s, nil
+}
+
+func (s *idemStore) sweep(b *bolt.Bucket) error {
+	var old [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		var r idemRecord
+		if json.Unmarshal(v, &r) != nil || s.now().Sub(r.Created) > IdempotencyTTL {
+			old = append(old, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	for _, k := range old {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func (s *idemStore) sweepDue() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.now().Sub(s.lastSweep) < sweepEvery {
+		return false
+	}
+	s.lastSweep = s.now()
+	return true
 }
 
 // parseIdemKey accepts the draft's sf-string ("...") and, leniently, a
@@ -119,30 +140,52 @@ func fingerprint(pattern string, req service.Request) string {
 
 func scopeKey(token, key string) []byte { return []byte(token + "\x00" + key) }
 
-// begin reserves key for this request or says why not.
+// judge says what a live record for the key means for this request.
+func (s *idemStore) judge(b *bolt.Bucket, scope []byte, fp string) (idemOutcome, *idemRecord) {
+	v := b.Get(scope)
+	if v == nil {
+		return idemProceed, nil
+	}
+	var r idemRecord
+	if err := json.Unmarshal(v, &r); err != nil || s.now().Sub(r.Created) > IdempotencyTTL {
+		return idemProceed, nil
+	}
+	switch {
+	case r.Fingerprint != fp:
+		return idemMismatch, &r
+	case r.State == idemDone:
+		return idemReplay, &r
+	case r.Run == s.run:
+		return idemBusy, &r
+	}
+	return idemOrphaned, &r
+}
+
+// begin reserves key for this request or says why not. A known key is
+// judged in a read transaction (a replay costs no commit); a new one is
+// reserved in a write transaction that judges again (two requests racing
+// for one key: one reserves it, the other sees it in flight).
 func (s *idemStore) begin(scope []byte, fp string) (idemOutcome, *idemRecord, error) {
 	var out idemOutcome
 	var rec *idemRecord
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		out, rec = s.judge(tx.Bucket(idemBucket), scope, fp)
+		return nil
+	})
+	if err != nil || out != idemProceed {
+		return out, rec, err
+	}
+	sweep := s.sweepDue()
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(idemBucket)
-		if v := b.Get(scope); v != nil {
-			var r idemRecord
-			if err := json.Unmarshal(v, &r); err == nil && s.now().Sub(r.Created) <= IdempotencyTTL {
-				rec = &r
-				switch {
-				case r.Fingerprint != fp:
-					out = idemMismatch
-				case r.State == idemDone:
-					out = idemReplay
-				case r.Run == s.run:
-					out = idemBusy
-				default:
-					out = idemOrphaned
-				}
-				return nil
+		if sweep {
+			if err := s.sweep(b); err != nil {
+				return err
 			}
 		}
-		out = idemProceed
+		if out, rec = s.judge(b, scope, fp); out != idemProceed {
+			return nil
+		}
 		return put(b, scope, &idemRecord{Fingerprint: fp, State: idemInFlight, Run: s.run, Created: s.now()})
 	})
 	return out, rec, err

@@ -78,12 +78,27 @@ func TestIdempotency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 24 h later the key is new again
+	// 24 h later the key is new again, and the other expired keys are swept
+	if n := countKeys(t, hs); n != 3 {
+		t.Fatalf("%d keys stored, want 3", n)
+	}
 	hs.clock.Add(IdempotencyTTL + time.Minute)
 	before := hs.st.Submits()
 	if rec := activate(hs, `8e03978e-40d5-43e8-bc93-6894a57f9324`, activateJSON); rec.Header().Get("Idempotent-Replayed") != "" || hs.st.Submits() != before+1 {
 		t.Fatalf("expired key replayed: %d %s", rec.Code, rec.Body)
 	}
+	if n := countKeys(t, hs); n != 1 {
+		t.Fatalf("%d keys after the sweep, want 1", n)
+	}
+}
+
+func countKeys(t *testing.T, hs *harness) int {
+	t.Helper()
+	n := 0
+	if err := hs.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(idemBucket).Stats().KeyN; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestIdempotencyInFlight: the same key while the first request is still
@@ -132,6 +147,10 @@ func TestIdempotencyAcrossRestart(t *testing.T) {
 	}
 	if hs.st.Submits() != 0 {
 		t.Fatalf("the new station was called %d times", hs.st.Submits())
+	}
+	// the owner of an operation is known after the restart
+	if rec := hs.do(req{method: "GET", path: p.Header().Get("Location"), role: service.RoleCounter}); rec.Code != 404 || decodeProblem(t, rec).Detail == "no operation with this id for this token" {
+		t.Fatalf("owner lost across the restart: %d %s", rec.Code, rec.Body) // the new fake station does not know it: its own 404
 	}
 
 	// a key left in flight by an earlier run

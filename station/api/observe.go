@@ -75,14 +75,17 @@ func (w *statusWriter) Flush() {
 
 // logRequests gives every request an id (X-Request-Id) and writes one
 // line when it ends: method, route pattern, status, duration, caller
-// token name. Never the body, the query string (an event ticket) or a
+// token name and operator. Never the body, the query string (an event ticket) or a
 // header value other than the request id.
 func (s *server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := newID(8)
 		w.Header().Set("X-Request-Id", id)
-		ctx := context.WithValue(r.Context(), keyRequestID, id)
+		// Answers hold holder data: no cache (browser or proxy) keeps them.
+		w.Header().Set("Cache-Control", "no-store")
+		info := &reqInfo{}
+		ctx := context.WithValue(context.WithValue(r.Context(), keyRequestID, id), keyInfo, info)
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r.WithContext(ctx))
 		d := time.Since(start)
@@ -102,7 +105,13 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 			ev = s.log.Error()
 		}
 		ev.Str("request_id", id).Str("method", r.Method).Str("route", route).
-			Int("status", sw.status).Dur("duration", d).Int("bytes", sw.bytes).
-			Msg("http request")
+			Int("status", sw.status).Dur("duration", d).Int("bytes", sw.bytes)
+		if info.token != "" {
+			ev = ev.Str("token", info.token)
+		}
+		if info.operator != "" {
+			ev = ev.Str("operator", info.operator)
+		}
+		ev.Msg("http request")
 	})
 }

@@ -39,10 +39,11 @@ func preferWait(r *http.Request) (time.Duration, bool) {
 }
 
 // waitFor waits up to d for the operation to end (or the client to go).
-func (s *server) waitFor(ctx context.Context, op *service.Operation, d time.Duration) *service.Operation {
+func (s *server) waitFor(ctx context.Context, w http.ResponseWriter, op *service.Operation, d time.Duration) *service.Operation {
 	if op.State.Final() || d <= 0 {
 		return op
 	}
+	holdOpen(w, d+10*time.Second)
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	if w, err := s.st.Wait(ctx, op.ID); w != nil {
@@ -179,7 +180,10 @@ func (s *server) cardOp(w http.ResponseWriter, r *http.Request, rt *Route) {
 			s.log.Error().Err(err).Msg("idempotency store")
 		}
 	}
-	op = s.waitFor(r.Context(), op, wait)
+	op = s.waitFor(r.Context(), w, op, wait)
+	if err := s.owners.put(op.ID, caller.TokenName, !op.State.Final()); err != nil {
+		s.log.Error().Err(err).Msg("operation owners store")
+	}
 	status, h, b := opAnswer(r, op, pref)
 	if scope != nil {
 		if err := s.idem.finish(scope, status, h, storedBody(rt.Kind, status, b)); err != nil {
@@ -229,8 +233,19 @@ func (s *server) answerOrphan(w http.ResponseWriter, r *http.Request, scope []by
 	writeRaw(w, status, h, b)
 }
 
+// mayView: the token that started the operation, or an admin. Anyone
+// else is told it does not exist.
+func (s *server) mayView(r *http.Request, opID string) bool {
+	c := callerFrom(r.Context())
+	return c.Role == service.RoleAdmin || (c.TokenName != "" && s.owners.owner(opID) == c.TokenName)
+}
+
 func (s *server) operation(w http.ResponseWriter, r *http.Request, _ *Route) {
 	id := chi.URLParam(r, "id")
+	if !s.mayView(r, id) {
+		writeCode(w, r, service.CodeNotFound, "no operation with this id for this token")
+		return
+	}
 	var wait time.Duration
 	if q := r.URL.Query().Get("wait"); q != "" {
 		n, err := strconv.Atoi(q)
@@ -245,12 +260,17 @@ func (s *server) operation(w http.ResponseWriter, r *http.Request, _ *Route) {
 		writeProblem(w, r, problemFromError(err))
 		return
 	}
-	op = s.waitFor(r.Context(), op, wait)
+	op = s.waitFor(r.Context(), w, op, wait)
 	writeJSON(w, http.StatusOK, op)
 }
 
 func (s *server) cancelOperation(w http.ResponseWriter, r *http.Request, _ *Route) {
-	op, err := s.st.Cancel(r.Context(), chi.URLParam(r, "id"))
+	id := chi.URLParam(r, "id")
+	if !s.mayView(r, id) {
+		writeCode(w, r, service.CodeNotFound, "no operation with this id for this token")
+		return
+	}
+	op, err := s.st.Cancel(r.Context(), id)
 	if errors.Is(err, service.ErrWriteInFlight) {
 		writeCode(w, r, service.CodeCancelRefused, "")
 		return
@@ -369,4 +389,11 @@ func (s *server) auditList(w http.ResponseWriter, r *http.Request, _ *Route) {
 func (s *server) openAPI(w http.ResponseWriter, _ *http.Request, _ *Route) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	_, _ = w.Write(s.openapi)
+}
+
+// holdOpen lets a long poll or an event stream outlive the server's
+// write timeout by extending its write deadline by d (TestServerTimeouts…
+// proves it). Recorders in tests do not support deadlines; that is fine.
+func holdOpen(w http.ResponseWriter, d time.Duration) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }

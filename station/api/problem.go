@@ -156,6 +156,12 @@ func renderProblem(r *http.Request, p *service.Problem, opID string) (int, http.
 	body, _ := json.Marshal(b)
 	h := http.Header{}
 	h.Set("Content-Type", "application/problem+json; charset=utf-8")
+	switch p.Code {
+	case CodeUnauthorized:
+		h.Set("WWW-Authenticate", `Bearer realm="stationd"`)
+	case CodeTicketInvalid:
+		h.Set("WWW-Authenticate", `Bearer realm="stationd", error="invalid_token"`)
+	}
 	if p.RetryAfter > 0 {
 		secs := int((p.RetryAfter + 999999999) / 1e9)
 		h.Set("Retry-After", strconv.Itoa(secs))

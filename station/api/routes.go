@@ -123,8 +123,15 @@ type ctxKey int
 
 const (
 	keyCaller ctxKey = iota
+	keyToken
 	keyRequestID
+	keyInfo
 )
+
+// reqInfo is filled in by guard for the request's log line.
+type reqInfo struct {
+	token, operator string
+}
 
 // callerFrom returns the authenticated caller (nil on public routes).
 func callerFrom(ctx context.Context) *service.Caller {
@@ -142,6 +149,7 @@ func requestIDFrom(ctx context.Context) string {
 func (s *server) checkHost(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !hostAllowed(r.Host, s.port) {
+			// no CORS headers: a rebound page learns nothing
 			writeCode(w, r, CodeHostNotAllowed, "use http://127.0.0.1:<port>/, http://[::1]:<port>/ or http://localhost:<port>/")
 			return
 		}
@@ -203,7 +211,11 @@ func (s *server) guard(rt *Route) http.Handler {
 				RequestID:  requestIDFrom(r.Context()),
 				MaySeeSSN:  maySeeSSN(rec.Role),
 			}
-			r = r.WithContext(context.WithValue(r.Context(), keyCaller, c))
+			if info, ok := r.Context().Value(keyInfo).(*reqInfo); ok {
+				info.token, info.operator = c.TokenName, c.OperatorID
+			}
+			ctx := context.WithValue(r.Context(), keyCaller, c)
+			r = r.WithContext(context.WithValue(ctx, keyToken, rec))
 		}
 		rt.h(s, w, r, rt)
 	})

@@ -79,6 +79,9 @@ func TestRouteTableCallers(t *testing.T) {
 			if !public {
 				rec := hs.do(req{method: rt.Method, path: path, body: body})
 				wantProblem(t, rec, 401, CodeUnauthorized)
+				if !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer") {
+					t.Fatal("401 without WWW-Authenticate")
+				}
 				rec = hs.do(req{method: rt.Method, path: path, token: "sst_not-a-token", body: body})
 				wantProblem(t, rec, 401, CodeUnauthorized)
 				if wr, ok := wrongRole(rt); ok && rt.Access == AccessRoles {
@@ -136,6 +139,9 @@ func TestRouteTableCallers(t *testing.T) {
 				t.Fatal("Private Network allowed without being asked")
 			}
 
+			if cc := rec.Header().Get("Cache-Control"); cc != "no-store" {
+				t.Fatalf("Cache-Control %q", cc)
+			}
 			if n := hs.st.Submits(); n != 0 {
 				t.Fatalf("the station was called %d times by refused requests", n)
 			}

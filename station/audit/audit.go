@@ -320,7 +320,8 @@ func hashOf(raw []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Query selects records; zero fields select everything.
+// Query selects records; zero fields select everything. From is
+// inclusive, To exclusive.
 type Query struct {
 	CardID   string
 	From, To time.Time
@@ -343,7 +344,7 @@ func (l *Log) Records(q Query) ([]Record, error) {
 			if !q.From.IsZero() && r.Time.Before(q.From) {
 				continue
 			}
-			if !q.To.IsZero() && r.Time.After(q.To) {
+			if !q.To.IsZero() && !r.Time.Before(q.To) {
 				continue
 			}
 			out = append(out, r)

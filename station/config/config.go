@@ -143,8 +143,13 @@ func (c *Config) Validate() error {
 	if err := c.Keys.Validate(); err != nil {
 		probs = append(probs, err.Error())
 	}
-	if err := c.Daemon.Validate(); err != nil {
-		probs = append(probs, err.Error())
+	// Other sections check themselves once they have a Validate method.
+	for _, sec := range []any{&c.Daemon} {
+		if v, ok := sec.(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				probs = append(probs, err.Error())
+			}
+		}
 	}
 	if len(probs) > 0 {
 		return errors.New(strings.Join(probs, "; "))

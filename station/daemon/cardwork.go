@@ -80,10 +80,13 @@ func (d *Daemon) profileFor(atr []byte) *profiles.Profile {
 
 // precheck refuses, before queueing, what can be refused without a card:
 // PIN formats and holder data (no APDU for a bad request).
-func (d *Daemon) precheck(req *service.Request, atr []byte) error {
+func (d *Daemon) precheck(req *service.Request, atr []byte, pinpad bool) error {
 	if req.PINEntry == service.PINEntryPinpad {
-		return &service.Problem{Code: service.CodePINPadMissing, Title: "PIN pad entry is not available on this reader",
-			Detail: "this station takes the PIN from the request (pin_entry \"host\")"}
+		detail := "this reader has no PIN pad: send the PIN in the request (pin_entry \"host\")"
+		if pinpad {
+			detail = "this reader has a PIN pad, but this station takes PINs from the request only (pin_entry \"host\")"
+		}
+		return &service.Problem{Code: service.CodePINPadMissing, Title: "PIN pad entry is not available on this reader", Detail: detail}
 	}
 	p := d.profileFor(atr)
 	digits := func(pins ...string) error {

@@ -147,6 +147,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		select {
 		case ev := <-events:
 			d.handle(ev)
+		case <-ctx.Done():
+			// The monitor ends with SCardCancel on its context; a cancel
+			// that lands just before its wait begins is lost until that
+			// wait times out, so Run does not wait for it (its emits give
+			// up on ctx, and it releases its own context).
+			d.stopAll()
+			return nil
 		case <-monDone:
 			d.stopAll()
 			return nil
@@ -301,7 +308,7 @@ func (d *Daemon) Readers(ctx context.Context) (*service.Readers, error) {
 }
 
 func (d *Daemon) readerLocked(w *worker) service.Reader {
-	r := service.Reader{ID: w.id, Name: w.name, Role: w.role, CardPresent: w.present, Profile: w.profile, Busy: w.busy, QueueLength: w.pending}
+	r := service.Reader{ID: w.id, Name: w.name, Role: w.role, CardPresent: w.present, Profile: w.profile, Busy: w.busy, QueueLength: w.pending, PINPad: w.pinpad}
 	if w.busy {
 		r.QueueLength--
 	}
@@ -355,9 +362,10 @@ func (d *Daemon) Submit(ctx context.Context, req service.Request) (*service.Oper
 		return nil, err
 	}
 	atr := append([]byte(nil), w.atr...)
+	pinpad := w.pinpad
 	d.mu.Unlock()
 
-	if err := d.precheck(&req, atr); err != nil {
+	if err := d.precheck(&req, atr, pinpad); err != nil {
 		p, _ := service.AsProblem(err)
 		p.ReaderID = w.id
 		return nil, p

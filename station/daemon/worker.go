@@ -33,6 +33,10 @@ type worker struct {
 	profile string
 	inserts uint64
 	apdus   atomic.Uint64
+	// pinpad: the reader offers PIN entry on its keys (part 10 features,
+	// asked once at the first connection).
+	pinpad      bool
+	askFeatures bool
 
 	pc *pcsc.Context // the worker goroutine's own context
 }
@@ -212,6 +216,14 @@ func (d *Daemon) onCard(ctx context.Context, w *worker, o *opState, cached *card
 		return workOut{}, err
 	}
 	defer card.Close()
+	if !w.askFeatures {
+		w.askFeatures = true
+		if rf, err := card.Features(ctx); err == nil {
+			d.mu.Lock()
+			w.pinpad = rf.PINPad.Any()
+			d.mu.Unlock()
+		}
+	}
 
 	var kp keys.Provider = d.opts.Keys
 	if kp == nil && needsKeys(o.req.Kind) && d.opts.PSAM != nil {

@@ -41,6 +41,9 @@ type Options struct {
 	// what it is ("psam", "software", "test", "none").
 	Keys       keys.Provider
 	KeysSource string
+	// KeysError is why the configured provider could not be reached (a
+	// PSAM missing from its reader, a key file refused): a problem found.
+	KeysError error
 	// Config is reported with its secrets removed (nil: not reported).
 	Config *config.Config
 	// JournalPath (sscard's journal) and StorePath (stationd's store: its
@@ -213,6 +216,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	r.Keys = checkKeys(ctx, o, r.Readers)
+	if o.KeysError != nil {
+		r.Keys.Note = o.KeysError.Error()
+		problem("keys: %v", o.KeysError)
+	}
 	if r.Keys.Configured {
 		for _, k := range r.Keys.Keys {
 			if !k.Answers {
@@ -267,6 +274,9 @@ func readerProblems(rr ReaderReport) []string {
 	if c.IdentifyError != "" {
 		out = append(out, "card: "+c.IdentifyError)
 	}
+	if c.PIN != nil && c.PIN.Blocked {
+		out = append(out, "card: the PIN is blocked (the holder needs PIN unblock at a bank outlet or the service hall)")
+	}
 	if c.ATRError != "" {
 		out = append(out, "ATR: "+c.ATRError)
 	}
@@ -298,6 +308,11 @@ func checkReader(ctx context.Context, o Options, name string) ReaderReport {
 	}
 	rr.CardPresent, rr.Mute = st[0].CardPresent, st[0].Mute
 	if !rr.CardPresent {
+		// Ask the reader itself (direct mode): a driver that refuses it
+		// without a card is not at fault, so a refusal is no problem.
+		if ra, rf, err := o.PCSC.ReaderInfo(ctx, name); err == nil {
+			rr.Attributes, rr.Features = ra, rf
+		}
 		return rr
 	}
 	card, err := o.PCSC.Connect(ctx, name, pcsc.ConnectOptions{Share: pcsc.ShareShared, OnClose: pcsc.LeaveCard})
@@ -395,19 +410,45 @@ func selectFiles(ctx context.Context, card *pcsc.Card, p *profiles.Profile) []Fi
 			out = append(out, FileCheck{Name: n, Error: err.Error()})
 			continue
 		}
-		cmd := SelectFile(p, n)
-		raw, _ := cmd.Bytes()
-		fc := FileCheck{Name: n, FID: hex.EncodeToString(cmd.Data), Command: fmt.Sprintf("% X", raw)}
-		resp, err := card.Transmit(ctx, cmd)
-		if err != nil {
-			fc.Error = err.Error()
-		} else {
-			fc.SW = resp.SW.String()
-			fc.Answers = resp.SW.OK()
-		}
-		out = append(out, fc)
+		out = append(out, fileAnswers(ctx, card, p, n))
 	}
 	return out
+}
+
+// fileAnswers asks the file the way the station reaches it: a SELECT for a
+// file the station selects, and for one read by short file identifier
+// (never selected by the station) a READ RECORD of its first freely
+// readable record, whose value is not kept. A record guarded by a key
+// answering 6982 still shows that the file is there.
+func fileAnswers(ctx context.Context, card *pcsc.Card, p *profiles.Profile, name string) FileCheck {
+	f := p.Files[name]
+	fc := FileCheck{Name: name, FID: hex.EncodeToString(f.FID[:])}
+	cmd := SelectFile(p, name)
+	guarded := false
+	if !f.SelectsEF() && len(f.Records) > 0 {
+		rec := f.Records[0]
+		for _, r := range f.Records {
+			if acc, _ := p.ReadAccess(r.Item); acc.Kind == profiles.AccessFree {
+				rec = r
+				break
+			}
+		}
+		acc, _ := p.ReadAccess(rec.Item)
+		guarded = acc.Kind != profiles.AccessFree
+		p1, p2 := f.ReadCommand(rec)
+		cmd = apdu.Command{INS: 0xB2, P1: p1, P2: p2, Ne: rec.Length + 2, Sensitive: true, Name: "READ RECORD " + rec.Item}
+	}
+	raw, _ := cmd.Bytes()
+	fc.Command = fmt.Sprintf("% X", raw)
+	resp, err := card.Transmit(ctx, cmd)
+	if err != nil {
+		fc.Error = err.Error()
+		return fc
+	}
+	clear(resp.Data)
+	fc.SW = resp.SW.String()
+	fc.Answers = resp.SW.OK() || (guarded && resp.SW == apdu.SWSecurityStatus)
+	return fc
 }
 
 // latency times n GET CHALLENGEs, each on its own, in one transaction.
@@ -433,7 +474,7 @@ func latency(ctx context.Context, o Options, card *pcsc.Card, p *profiles.Profil
 				return err
 			}
 			if !resp.SW.OK() || len(resp.Data) != 8 {
-				return fmt.Errorf("GET CHALLENGE answered %s with %d bytes", resp.SW, len(resp.Data))
+				return fmt.Errorf("GET CHALLENGE answered %s with %d bytes", resp.SW.String(), len(resp.Data))
 			}
 			times = append(times, d)
 		}

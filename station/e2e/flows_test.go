@@ -78,13 +78,42 @@ func TestCounterFlow(t *testing.T) {
 	}
 
 	before = sim.APDUCount()
-	op = opOf(t, s.post("/v1/card/activate", "counter", newKey(t, "act"), map[string]any{"pin": "582064", "pin_confirm": "582064"}))
+	op = opOf(t, s.do("POST", "/v1/card/activate", "counter", map[string]any{"pin": "582064", "pin_confirm": "582064"},
+		map[string]string{"Idempotency-Key": newKey(t, "act"), "Prefer": "wait=30", "X-Operator-Id": "clerk-7"}))
 	if sim.State() != ssse.StateActive || sim.PIN() != "582064" || sim.APDUCount() == before {
 		t.Fatalf("activation did not reach the card: state %s", sim.State())
 	}
 	op = opOf(t, s.post("/v1/card/block", "counter", newKey(t, "block"), map[string]any{"block_kind": "temporary"}))
 	if sim.State() == ssse.StateActive {
 		t.Fatalf("block left the card active")
+	}
+	// The audit trail has the activation: who, where, which card, outcome;
+	// the ID number masked.
+	a := s.do("GET", "/v1/audit?card="+rr.Card.CardID, "admin", nil, nil)
+	var trail struct {
+		Records []struct {
+			Operation, Operator, Outcome string
+			SSNMasked                    string `json:"ssn_masked"`
+		} `json:"records"`
+	}
+	json.Unmarshal(a.body, &trail)
+	found := false
+	for _, rec := range trail.Records {
+		if rec.Operation == "activate" && rec.Operator == "clerk-7" && rec.Outcome == "done" && strings.Contains(rec.SSNMasked, "*") {
+			found = true
+		}
+	}
+	if a.status != 200 || !found || strings.Contains(string(a.body), ssn) {
+		t.Fatalf("audit: %d %s", a.status, a.body)
+	}
+	// Prometheus sees the APDUs, the insert and the operations of this reader.
+	m := s.do("GET", "/metrics", "technician", nil, nil)
+	id := s.readerID(vc.Reader, true)
+	for _, want := range []string{`stationd_apdus_total{reader="` + id + `"}`, `stationd_card_inserts_total{reader="` + id + `"} 1`,
+		`stationd_operation_duration_seconds_count{kind="activate",outcome="done",reader="` + id + `"} 1`, "stationd_pcsc_up 1"} {
+		if !strings.Contains(string(m.body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	// The counter may not personalize (wrong role) and gets no card touch.
 	before = sim.APDUCount()
@@ -266,47 +295,8 @@ func TestHotplugSSEResume(t *testing.T) {
 	vc, _ := card(t, "sample-v3")
 	id := s.readerID(vc.Reader, true)
 
-	events := func(last string) (*bufio.Reader, func()) {
-		var tk struct {
-			Ticket string `json:"ticket"`
-		}
-		r := s.do("POST", "/v1/event-tickets", "counter", map[string]any{}, nil)
-		if r.status != http.StatusCreated {
-			t.Fatalf("ticket: %d %s", r.status, r.body)
-		}
-		r.decode(t, &tk)
-		req, _ := http.NewRequest("GET", s.base+"/v1/events?ticket="+tk.Ticket, nil)
-		req.Header.Set("Accept", "text/event-stream")
-		if last != "" {
-			req.Header.Set("Last-Event-ID", last)
-		}
-		res, err := (&http.Client{}).Do(req)
-		if err != nil || res.StatusCode != 200 {
-			t.Fatalf("events: %v %v", err, res)
-		}
-		return bufio.NewReader(res.Body), func() { res.Body.Close() }
-	}
-	type sse struct{ id, typ, data string }
-	next := func(br *bufio.Reader) sse {
-		var ev sse
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatalf("event stream ended: %v", err)
-			}
-			line = strings.TrimRight(line, "\n")
-			switch {
-			case line == "" && ev.typ != "":
-				return ev
-			case strings.HasPrefix(line, "id: "):
-				ev.id = line[4:]
-			case strings.HasPrefix(line, "event: "):
-				ev.typ = line[7:]
-			case strings.HasPrefix(line, "data: "):
-				ev.data = line[6:]
-			}
-		}
-	}
+	events := s.events
+	next := func(br *bufio.Reader) sse { return s.nextEvent(br) }
 	waitFor := func(br *bufio.Reader, typ string) sse {
 		for {
 			ev := next(br)
@@ -419,5 +409,101 @@ func TestBadRequestsTouchNoCard(t *testing.T) {
 	}
 	if n := sim.APDUCount() - before; n != 0 {
 		t.Fatalf("bad requests sent %d APDUs to the card", n)
+	}
+}
+
+// sse is one Server-Sent Event.
+type sse struct{ id, typ, data string }
+
+// events opens the event stream with a fresh ticket (and Last-Event-ID).
+func (s *station) events(last string) (*bufio.Reader, func()) {
+	s.t.Helper()
+	var tk struct {
+		Ticket string `json:"ticket"`
+	}
+	r := s.do("POST", "/v1/event-tickets", "counter", map[string]any{}, nil)
+	if r.status != http.StatusCreated {
+		s.t.Fatalf("ticket: %d %s", r.status, r.body)
+	}
+	r.decode(s.t, &tk)
+	req, _ := http.NewRequest("GET", s.base+"/v1/events?ticket="+tk.Ticket, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	if last != "" {
+		req.Header.Set("Last-Event-ID", last)
+	}
+	res, err := (&http.Client{}).Do(req)
+	if err != nil || res.StatusCode != 200 {
+		s.t.Fatalf("events: %v %v", err, res)
+	}
+	return bufio.NewReader(res.Body), func() { res.Body.Close() }
+}
+
+// nextEvent reads the next event (heartbeats and comments skipped).
+func (s *station) nextEvent(br *bufio.Reader) sse {
+	s.t.Helper()
+	var ev sse
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			s.t.Fatalf("event stream ended: %v", err)
+		}
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case line == "" && ev.typ != "":
+			return ev
+		case strings.HasPrefix(line, "id: "):
+			ev.id = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			ev.typ = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			ev.data = line[6:]
+		}
+	}
+}
+
+// Personalization is an operation with progress: the stream shows each
+// step (increasing index, progress below 1) and then its completion.
+func TestPersonalizeProgress(t *testing.T) {
+	s := newStation(t)
+	vc, sim := card(t, "blank-v2")
+	s.readerID(vc.Reader, true)
+	br, closeStream := s.events("")
+	defer closeStream()
+	op := opOf(t, s.post("/v1/card/personalize", "admin", newKey(t, "p"), personalizeBody()))
+	if sim.State() == ssse.StateBlank || op.Progress != 1 || len(op.Steps) < 3 {
+		t.Fatalf("personalization: card %s, %+v", sim.State(), op)
+	}
+	for _, st := range op.Steps {
+		if st.State != "done" {
+			t.Fatalf("step %q is %s in a finished operation", st.Name, st.State)
+		}
+	}
+	lastIndex, steps := 0, 0
+	for {
+		ev := s.nextEvent(br)
+		if !strings.Contains(ev.data, op.ID) {
+			continue
+		}
+		if ev.typ == "operation.completed" {
+			break
+		}
+		if ev.typ != "operation.progress" {
+			t.Fatalf("unexpected %s before completion: %s", ev.typ, ev.data)
+		}
+		var p struct {
+			Index    int     `json:"index"`
+			Total    int     `json:"total"`
+			Progress float64 `json:"progress"`
+			Step     string  `json:"step"`
+		}
+		json.Unmarshal([]byte(ev.data), &p)
+		if p.Index <= lastIndex || p.Index > p.Total || p.Progress >= 1 || p.Step == "" {
+			t.Fatalf("progress event out of order: %s (last index %d)", ev.data, lastIndex)
+		}
+		lastIndex = p.Index
+		steps++
+	}
+	if steps != len(op.Steps) {
+		t.Fatalf("%d progress events for %d steps", steps, len(op.Steps))
 	}
 }

@@ -73,9 +73,19 @@ func checkListed(t *testing.T, s *journal.Store, list []*journal.Entry) {
 			}
 			continue
 		}
+		// A damaged inline bucket that bbolt copied out of the mapping can
+		// list keys read from past its copy (bbolt does not bound inline
+		// pages), which a lookup then misses: a listed entry is either
+		// found under its id or reported missing, never mixed up.
 		got, err := s.Get(e.OpID)
-		if err != nil || got.OpID != e.OpID {
-			t.Fatalf("Get(%q) after List: %v", e.OpID, err)
+		if err != nil {
+			if !errors.Is(err, journal.ErrNotFound) && !errors.Is(err, journal.ErrDamaged) {
+				t.Fatalf("Get(%q) after List: %v", e.OpID, err)
+			}
+			continue
+		}
+		if got.OpID != e.OpID {
+			t.Fatalf("Get(%q) after List found %q", e.OpID, got.OpID)
 		}
 	}
 }
@@ -112,8 +122,8 @@ func FuzzOpenFile(f *testing.F) {
 			}
 		} else {
 			list, lerr := s.List(0)
-			if lerr != nil {
-				t.Fatalf("List on a file that opened: %v", lerr)
+			if lerr != nil && !errors.Is(lerr, journal.ErrDamaged) {
+				t.Fatalf("List on a file that opened: error does not wrap ErrDamaged: %v", lerr)
 			}
 			checkListed(t, s, list)
 			if err := s.Close(); err != nil {
@@ -133,8 +143,8 @@ func FuzzOpenFile(f *testing.F) {
 		}
 		defer w.Close()
 		list, err := w.List(0)
-		if err != nil {
-			t.Fatalf("List on a file that opened for writing: %v", err)
+		if err != nil && !errors.Is(err, journal.ErrDamaged) {
+			t.Fatalf("List on a file that opened for writing: error does not wrap ErrDamaged: %v", err)
 		}
 		checkListed(t, w, list)
 		if _, _, err := w.Begin(fuzzEntry("fuzz-new")); err != nil && !errors.Is(err, journal.ErrDamaged) {

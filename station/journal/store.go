@@ -449,13 +449,19 @@ type bucketer interface {
 	Bucket(name []byte) *bolt.Bucket
 }
 
-// read runs fn on the journal's buckets in a reading transaction.
+// read runs fn on the journal's buckets in a reading transaction. A file
+// can pass CheckFile and still hold a page whose element sizes point past
+// the mapping (found by FuzzOpenFile): reading it faults, so the
+// transaction runs under guard, where the fault becomes ErrDamaged
+// instead of killing the process.
 func (s *Store) read(fn func(j bucketer) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		if j := tx.Bucket(bucketJournal); j != nil {
-			return fn(j)
-		}
-		return fn(tx)
+	return guard(func() error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			if j := tx.Bucket(bucketJournal); j != nil {
+				return fn(j)
+			}
+			return fn(tx)
+		})
 	})
 }
 
@@ -464,12 +470,14 @@ func (s *Store) write(fn func(j *bolt.Bucket) error) error {
 	if s.readOnly {
 		return fmt.Errorf("journal %s: %w", s.path, ErrReadOnly)
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		j := tx.Bucket(bucketJournal)
-		if j == nil {
-			return fmt.Errorf("%w: no journal bucket", ErrDamaged)
-		}
-		return fn(j)
+	return guard(func() error { // see read: a damaged page faults
+		return s.db.Update(func(tx *bolt.Tx) error {
+			j := tx.Bucket(bucketJournal)
+			if j == nil {
+				return fmt.Errorf("%w: no journal bucket", ErrDamaged)
+			}
+			return fn(j)
+		})
 	})
 }
 

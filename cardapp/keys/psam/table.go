@@ -1,7 +1,6 @@
 package psam
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"ssstation/cardapp/keys"
+	"ssstation/internal/strictjson"
 )
 
 // Entry maps one PSAM key slot, addressed by INIT FOR DESCRYPT's P1 (key
@@ -233,14 +233,11 @@ func (t *Table) UnmarshalJSON(b []byte) error {
 }
 
 func parseTable(b []byte) (Table, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
+	// Strict: one document, no key twice (a second "usage" would silently
+	// win), no unknown field.
 	var f tableFile
-	if err := dec.Decode(&f); err != nil {
+	if err := strictjson.Decode(b, &f); err != nil {
 		return nil, fmt.Errorf("key table: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("key table: data after the JSON object")
 	}
 	out := make(Table, 0, len(f.Keys))
 	for i, fe := range f.Keys {

@@ -111,6 +111,7 @@ func TestKeyTableErrors(t *testing.T) {
 		"missing index":   `{"keys": [{"name": "rkssse", "algorithm": "3DES", "usage": "31"}]}`,
 		"duplicate key":   `{"keys": [{"name": "rkssse", "algorithm": "3DES", "usage": "31", "index": "01"}, {"name": "rkssse", "algorithm": "3DES", "usage": "32", "index": "01"}]}`,
 		"duplicate slot":  `{"keys": [{"name": "rkssse", "algorithm": "3DES", "usage": "31", "index": "01"}, {"name": "ef-write", "algorithm": "SM4", "usage": "31", "index": "01"}]}`,
+		"usage twice":     `{"keys": [{"name": "rkssse", "algorithm": "3DES", "usage": "31", "usage": "32", "index": "01"}]}`,
 		"trailing object": `{"keys": [{"name": "rkssse", "algorithm": "3DES", "usage": "31", "index": "01"}]} {"keys": []}`,
 	} {
 		if _, err := psam.ParseKeyTable([]byte(js)); err == nil {
