@@ -34,6 +34,7 @@ test-repeat: pcscd
 
 bench: pcscd
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./pcsc/
+	$(GO) test -run '^$$' -bench . -benchtime 10x ./station/e2e/
 
 # Fuzz targets as package:Target. go test -fuzz takes one target per package
 # per run, so they run one after another. Each has its seed corpus in

@@ -41,6 +41,7 @@ type App struct {
 	inApp   bool              // SSSE is selected
 	blocked bool              // SELECT SSSE answered 6283
 	authed  map[byte]bool     // external authentications done since SSSE was selected
+	genuine bool              // INTERNAL AUTHENTICATE passed in this operation
 	cardID  []byte            // EF05 record 1, once read
 	values  map[string][]byte // record values read in this operation, by item
 	algEnv  byte              // 9F0C algorithm environment from the SELECT answer (0 if absent)
@@ -215,9 +216,6 @@ func (a *App) externalAuth(ctx context.Context, kk byte) error {
 	if a.authed[kk] {
 		return nil
 	}
-	if err := a.selectApp(ctx); err != nil {
-		return err
-	}
 	role := ""
 	for r, idx := range a.p.Crypto.Keys {
 		if byte(idx) == kk {
@@ -228,11 +226,15 @@ func (a *App) externalAuth(ctx context.Context, kk byte) error {
 	if role == "" || !ok {
 		return fmt.Errorf("profile %s names no key holder key for card key %02X", a.p.Name, kk)
 	}
+	// No keys: refused before any APDU (not even the SELECT).
 	if !a.hasKeys() {
 		if role == "read" {
 			return fmt.Errorf("card key %02X: %w", kk, ErrNoReadKey)
 		}
 		return fmt.Errorf("card key %02X: %w", kk, keys.ErrNoProvider)
+	}
+	if err := a.selectApp(ctx); err != nil {
+		return err
 	}
 	req, err := a.request(ctx, holder)
 	if err != nil {

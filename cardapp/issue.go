@@ -146,6 +146,11 @@ func (a *App) personalize(ctx context.Context, req *PersonalizeRequest, lock boo
 	if err != nil {
 		return nil, err
 	}
+	// INTERNAL AUTHENTICATE and the write key need the key holder: without
+	// one nothing is sent, not even the card id's read.
+	if err := keys.Ready(a.keys); err != nil {
+		return nil, err
+	}
 	id, err := a.CardID(ctx)
 	if err != nil {
 		return nil, err
@@ -290,6 +295,9 @@ func (a *App) lock(ctx context.Context, req *PersonalizeRequest, j Steps) (*Pers
 	if err != nil {
 		return nil, err
 	}
+	if err := keys.Ready(a.keys); err != nil {
+		return nil, err // finalization is MACed: no read-back that cannot end in a lock
+	}
 	id, err := a.CardID(ctx)
 	if err != nil {
 		return nil, err
@@ -354,8 +362,8 @@ func (a *App) activate(ctx context.Context, newPIN, confirm string, j Steps) (*A
 	if err := a.checkNewPIN(newPIN, confirm); err != nil {
 		return nil, err
 	}
-	if a.keys == nil {
-		return nil, fmt.Errorf("proving the card genuine: %w", keys.ErrNoProvider)
+	if err := keys.Ready(a.keys); err != nil {
+		return nil, fmt.Errorf("proving the card genuine: %w", err)
 	}
 	id, err := a.CardID(ctx)
 	if err != nil {
@@ -377,7 +385,7 @@ func (a *App) activate(ctx context.Context, newPIN, confirm string, j Steps) (*A
 		idx := i + 1
 		switch step {
 		case profiles.StepInternalAuthenticate:
-			if err := runStep(ctx, j, idx, len(steps), StepVerifyGenuine, func() (string, error) { return "", a.internalAuth(ctx) }); err != nil {
+			if err := runStep(ctx, j, idx, len(steps), StepVerifyGenuine, func() (string, error) { return a.proveGenuine(ctx) }); err != nil {
 				return nil, err
 			}
 		case profiles.StepApplicationUnblock:
@@ -392,13 +400,33 @@ func (a *App) activate(ctx context.Context, newPIN, confirm string, j Steps) (*A
 			if err := a.setHolderPIN(ctx, j, idx, len(steps), newPIN, res); err != nil {
 				return nil, err
 			}
-		case profiles.StepReadBasicInfo, profiles.StepExternalAuthRead:
-			// informative steps: reading happens where needed
+		case profiles.StepReadBasicInfo:
+			// iReadCardBas (card-reference §9): with keys configured, as
+			// activation requires, it ends with INTERNAL AUTHENTICATE, so
+			// the internal_authenticate step does not send another.
+			progressOf(ctx)(idx, len(steps), "read basic info")
+			if _, err := a.readInfo(ctx, false); err != nil {
+				return nil, fmt.Errorf("step %d (read basic info): %w", idx, err)
+			}
+		case profiles.StepExternalAuthRead:
+			// informative: the read authenticates where it needs to
 		default:
 			return nil, fmt.Errorf("profile %s: activation step %q is not known to this station", a.p.Name, step)
 		}
 	}
 	return res, nil
+}
+
+// proveGenuine is activation's INTERNAL AUTHENTICATE, sent once per
+// operation: a read in this operation with keys configured (the
+// read_basic_info step, or ReadBasicInfo before Activate on the same App)
+// already proved the card genuine, and the card cannot change within the
+// operation's transaction.
+func (a *App) proveGenuine(ctx context.Context) (string, error) {
+	if a.genuine {
+		return "proven genuine by the read in this operation", nil
+	}
+	return "", a.internalAuth(ctx)
 }
 
 // releaseTransportLock is APPLICATION UNBLOCK of a transport-locked card
@@ -504,6 +532,9 @@ func (a *App) block(ctx context.Context, kind BlockKind) error {
 	default:
 		return fmt.Errorf("unknown block kind %q", kind)
 	}
+	if err := keys.Ready(a.keys); err != nil {
+		return err // the command is MACed: nothing is sent without keys
+	}
 	if err := a.selectApp(ctx); err != nil {
 		return err
 	}
@@ -554,6 +585,9 @@ func (a *App) Unblock(ctx context.Context) error {
 }
 
 func (a *App) unblock(ctx context.Context) error {
+	if err := keys.Ready(a.keys); err != nil {
+		return err // the command is MACed: nothing is sent without keys
+	}
 	if err := a.selectApp(ctx); err != nil {
 		return err
 	}

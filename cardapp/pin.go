@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"ssstation/cardapp/keys"
 	"ssstation/cardapp/secure"
 	profiles "ssstation/firmware-profiles"
 	"ssstation/pcsc/apdu"
@@ -13,8 +14,15 @@ import (
 // request sends at most one PIN to the card (never a retry); the card's
 // answer comes back as a typed outcome: *WrongPIN{Retries}, ErrPINBlocked,
 // ErrApplicationLocked, ErrSecurityStatus, ErrNotFound. No PIN digit ever
-// appears in an error, a trace (the commands are Sensitive) or a log; the
-// encoded PIN bytes are cleared as soon as the command has left.
+// appears in an error, a trace (the commands are Sensitive) or a log.
+//
+// PIN hygiene is best effort (issue 8 §12): a PIN arrives as a Go string
+// (typed at a terminal, or in an API body), which cannot be cleared, and
+// lives until the garbage collector reuses its memory; nothing here
+// pretends otherwise by assigning "" to it. What this package makes
+// itself is cleared as soon as the command has left: the encoded PIN
+// (BCD) blocks, the built command bytes, the PIN block before encryption
+// and its cryptogram.
 //
 // Every operation that put a PIN to the card or opened it with a key
 // (VERIFY, CHANGE PIN, reload, unblock) asks the session to reset the card
@@ -30,7 +38,8 @@ type PINStatus struct {
 }
 
 // CheckNewPIN applies a profile's rules for a PIN being set, without a
-// card: callers check before they touch one.
+// card: callers check before they touch one. confirm is the second entry
+// of the PIN and must equal it; an empty one never confirms.
 func CheckNewPIN(p *profiles.Profile, newPIN, confirm string) error {
 	a := &App{p: p}
 	return a.checkNewPIN(newPIN, confirm)
@@ -53,12 +62,17 @@ func (a *App) checkPIN(pin string) error {
 	return nil
 }
 
-// checkNewPIN applies the rules for a PIN being set.
+// checkNewPIN applies the rules for a PIN being set. Every PIN set is
+// typed twice: confirm must equal newPIN, and an empty confirmation never
+// confirms one (issue 8 §9), so no caller can skip the second entry.
 func (a *App) checkNewPIN(newPIN, confirm string) error {
 	if err := a.checkPIN(newPIN); err != nil {
 		return err
 	}
-	if confirm != "" && confirm != newPIN {
+	if confirm == "" {
+		return fmt.Errorf("%w: the new PIN was not confirmed (an empty second entry)", ErrPINMismatch)
+	}
+	if confirm != newPIN {
 		return ErrPINMismatch
 	}
 	if newPIN == a.p.PIN.Initial {
@@ -139,7 +153,8 @@ func (a *App) resetAtEnd() {
 }
 
 // ChangePIN replaces the PIN (80 5E 01 00 old FF new). confirm is the
-// second entry of the new PIN where the caller asked for two ("" if not).
+// second entry of the new PIN: it must equal newPIN (ErrPINMismatch,
+// nothing sent, when it differs or is empty).
 func (a *App) ChangePIN(ctx context.Context, oldPIN, newPIN, confirm string) error {
 	const op = "change PIN"
 	if err := a.checkPIN(oldPIN); err != nil {
@@ -209,6 +224,10 @@ func (a *App) ReloadPIN(ctx context.Context, newPIN, confirm string) error {
 	if !ok {
 		return opError(op, fmt.Errorf("%w: no pin_reload_by_key command", ErrNotSupported))
 	}
+	// Every step below needs the key holder: without one nothing is sent.
+	if err := keys.Ready(a.keys); err != nil {
+		return opError(op, err)
+	}
 	if t.Auth != "" {
 		idx, ok := a.p.Crypto.Keys[t.Auth]
 		if !ok {
@@ -264,6 +283,9 @@ func (a *App) UnblockPIN(ctx context.Context) error {
 		if ph != "mac" {
 			return opError(op, fmt.Errorf("%w: profile %s's pin_unblock carries {%s}; PIN UNBLOCK resets the try counter only and takes no new PIN", ErrNotSupported, a.p.Name, ph))
 		}
+	}
+	if err := keys.Ready(a.keys); err != nil {
+		return opError(op, err) // before any APDU
 	}
 	sw, err := a.sendMACed(ctx, profiles.CmdPINUnblock, nil, true)
 	a.resetAtEnd()

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"ssstation/cardapp"
+	profiles "ssstation/firmware-profiles"
 	"ssstation/internal/cardsim/ssse"
 	"ssstation/pcsc/apdu"
 )
@@ -77,7 +78,14 @@ func TestPINOutcomesAndNoLeaks(t *testing.T) {
 		{"entries differ", func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, right, newPIN, newPIN2) }, cardapp.ErrPINMismatch},
 		{"not digits", func(ctx context.Context, app *cardapp.App) error { return app.ReloadPIN(ctx, "12a456", "") }, cardapp.ErrPINIllegalChars},
 		{"too short", func(ctx context.Context, app *cardapp.App) error { return app.ReloadPIN(ctx, "12", "") }, cardapp.ErrPINLength},
-		{"same as old", func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, newPIN, newPIN, "") }, cardapp.ErrPINSameAsOld},
+		{"same as old", func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, newPIN, newPIN, newPIN) }, cardapp.ErrPINSameAsOld},
+		// Issue 8 §9: an empty second entry never confirms a PIN.
+		{"change, empty confirmation", func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, right, newPIN, "") }, cardapp.ErrPINMismatch},
+		{"reload, empty confirmation", func(ctx context.Context, app *cardapp.App) error { return app.ReloadPIN(ctx, newPIN, "") }, cardapp.ErrPINMismatch},
+		{"activate, empty confirmation", func(ctx context.Context, app *cardapp.App) error {
+			_, err := app.Activate(ctx, newPIN, "", nil)
+			return err
+		}, cardapp.ErrPINMismatch},
 		{"initial PIN to transact", func(ctx context.Context, app *cardapp.App) error { return app.VerifyPIN(ctx, initial) }, cardapp.ErrPINInitialNoUse},
 	}
 	for _, p := range policy {
@@ -115,7 +123,7 @@ func TestPINOutcomesAndNoLeaks(t *testing.T) {
 		t.Fatalf("change: %v", err)
 	}
 	var wp2 *cardapp.WrongPIN
-	if err := pinOp(func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, wrong, newPIN3, "") }); !errors.As(err, &wp2) || wp2.Retries != 2 {
+	if err := pinOp(func(ctx context.Context, app *cardapp.App) error { return app.ChangePIN(ctx, wrong, newPIN3, newPIN3) }); !errors.As(err, &wp2) || wp2.Retries != 2 {
 		t.Fatalf("change with a wrong old PIN: %v", err)
 	}
 	if err := pinOp(func(ctx context.Context, app *cardapp.App) error { return app.ReloadPIN(ctx, newPIN3, newPIN3) }); err != nil {
@@ -212,5 +220,33 @@ func TestChangePINResetsAtEnd(t *testing.T) {
 	}
 	if b.sim.PIN() != "802468" {
 		t.Fatal("PIN not changed")
+	}
+}
+
+// CheckNewPIN, without a card: the second entry must equal the PIN, and an
+// empty one never confirms it (issue 8 §9).
+func TestCheckNewPINNeedsConfirmation(t *testing.T) {
+	set, err := profiles.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := set.Get("ss-v3-sm4")
+	if !ok {
+		t.Fatal("no ss-v3-sm4 profile")
+	}
+	for _, c := range []struct {
+		pin, confirm string
+		want         error
+	}{
+		{"802468", "802468", nil},
+		{"802468", "", cardapp.ErrPINMismatch},
+		{"802468", "802469", cardapp.ErrPINMismatch},
+		{"", "", cardapp.ErrPINMissing},
+		{p.PIN.Initial, p.PIN.Initial, cardapp.ErrPINInitial},
+	} {
+		err := cardapp.CheckNewPIN(p, c.pin, c.confirm)
+		if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("CheckNewPIN(%q, %q) = %v, want %v", c.pin, c.confirm, err, c.want)
+		}
 	}
 }

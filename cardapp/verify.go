@@ -122,6 +122,7 @@ func (a *App) internalAuth(ctx context.Context) error {
 	if subtle.ConstantTimeCompare(resp.Data, want) != 1 {
 		return ErrCardNotGenuine
 	}
+	a.genuine = true
 	return nil
 }
 
@@ -134,10 +135,11 @@ func (a *App) sendMACed(ctx context.Context, name string, vals map[string][]byte
 	if !ok {
 		return 0, fmt.Errorf("%w: profile %s has no %s command", ErrNotSupported, a.p.Name, name)
 	}
-	if err := a.selectApp(ctx); err != nil {
+	// No keys: refused before any APDU (not even the SELECT).
+	if err := keys.Ready(a.keys); err != nil {
 		return 0, err
 	}
-	if err := keys.Ready(a.keys); err != nil {
+	if err := a.selectApp(ctx); err != nil {
 		return 0, err
 	}
 	if t.Auth != "" {
@@ -169,6 +171,9 @@ func (a *App) sendMACed(ctx context.Context, name string, vals map[string][]byte
 	if err != nil {
 		return 0, err
 	}
+	if sensitive {
+		defer clear(raw) // holds the PIN cryptogram (reload)
+	}
 	cmd, err := apdu.ParseCommand(raw)
 	if err != nil {
 		return 0, fmt.Errorf("template %s: %w", name, err)
@@ -184,6 +189,9 @@ func (a *App) sendMACed(ctx context.Context, name string, vals map[string][]byte
 	copy(cmd.Data[len(cmd.Data)-secure.MACSize:], mac)
 	cmd.Sensitive, cmd.Name = sensitive, commandTitle(name)
 	resp, err := a.transmit(ctx, cmd)
+	if sensitive {
+		clear(cmd.Data)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -192,6 +200,9 @@ func (a *App) sendMACed(ctx context.Context, name string, vals map[string][]byte
 
 // encryptPINBlock encrypts a PIN block for the reload and unblock commands.
 func (a *App) encryptPINBlock(ctx context.Context, holderKey, pin string) ([]byte, error) {
+	if err := keys.Ready(a.keys); err != nil {
+		return nil, err
+	}
 	block, err := secure.PINBlock(pin)
 	if err != nil {
 		return nil, err

@@ -237,7 +237,8 @@ func cmdActivate(ctx context.Context, env *cli, args []string) error {
 		res, out, err = r.Activate(ctx, card, card.Reader(), *f.op, newPIN, confirm)
 		return err
 	})
-	newPIN, confirm = "", ""
+	// newPIN and confirm are not "cleared": Go strings cannot be (PIN
+	// hygiene is best effort, see cardapp/pin.go).
 	if err == nil && !*f.asJSON && res != nil {
 		tries := ""
 		if res.TriesLeft != nil {

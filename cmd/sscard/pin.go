@@ -74,7 +74,10 @@ func cmdPIN(ctx context.Context, env *cli, args []string) error {
 		}
 		return err
 	})
-	old, newPIN, confirm = "", "", ""
+	// No clearing of old, newPIN and confirm: Go strings cannot be
+	// cleared, and assigning "" would only look like it (PIN hygiene is
+	// best effort, as cardapp/pin.go documents; cardapp clears the
+	// encoded PIN bytes it builds).
 	if err != nil {
 		var wp *cardapp.WrongPIN
 		if *f.asJSON {

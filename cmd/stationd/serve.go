@@ -87,7 +87,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	d, err := daemon.New(daemon.Options{Secret: key, Profiles: set, Keys: kp, PSAM: psam, PSAMReader: s.cfg.Keys.PSAMReader,
 		Store: st, Audit: auditLog, Journal: jr, Readers: s.cfg.Daemon.Readers, QueueSize: s.queue,
-		TerminalNo: s.cfg.TerminalNo, DeviceNo: s.cfg.DeviceNo, Logger: log, Version: version})
+		TerminalNo: s.cfg.TerminalNo, DeviceNo: s.cfg.DeviceNo, Logger: log, Version: version,
+		Diagnostics: daemon.DiagnosticsInfo{Config: s.cfg, KeysSource: s.cfg.Keys.Provider}, TestKeys: s.cfg.TestKeys(),
+		OperationRetention: retentionDays(s.cfg.JournalRetentionDays)})
 	if err != nil {
 		return err
 	}
@@ -107,7 +109,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		tokens = append(tokens, api.TokenRecord{Name: t.Name, Role: service.Role(t.Role), Hash: t.Hash, Origins: t.Origins})
 	}
 	h, err := api.New(api.Options{Station: d, DB: st.DB(), Tokens: tokens, Port: port, Logger: log, Version: version,
-		Registry: reg, Gatherer: reg, Audit: auditQuery(auditLog)})
+		Registry: reg, Gatherer: reg, Audit: auditQuery(auditLog), TestKeys: s.cfg.TestKeys()})
 	if err != nil {
 		ln.Close()
 		return err
@@ -123,8 +125,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	go func() {
 		select {
 		case <-d.Started():
-			log.Info().Str("event", "ready").Str("listen", ln.Addr().String()).Str("store", s.store).
-				Dur("startup", time.Since(start)).Str("version", version).Msg("stationd ready")
+			ev := log.Info().Str("event", "ready").Str("listen", ln.Addr().String()).Str("store", s.store).
+				Dur("startup", time.Since(start)).Str("version", version)
+			if s.cfg.TestKeys() {
+				ev = ev.Bool("test_keys", true)
+			}
+			ev.Msg("stationd ready")
 		case <-ctx.Done():
 		}
 	}()
@@ -157,6 +163,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return serveErr
 	}
 	return nil
+}
+
+// retentionDays is the stored operations' retention: the journal's
+// setting (journal_retention_days: 0 the default, -1 for ever), so that
+// an operation and its journal entry go at the same time.
+func retentionDays(days int) time.Duration {
+	switch {
+	case days == 0:
+		return 0
+	case days < 0:
+		return -1
+	}
+	return time.Duration(days) * 24 * time.Hour
 }
 
 // auditQuery adapts the audit trail to the API's GET /v1/audit.

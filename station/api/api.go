@@ -68,6 +68,9 @@ type Options struct {
 	// (default time.Now); tests set them.
 	Heartbeat time.Duration
 	Now       func() time.Time
+	// TestKeys: the station runs with the public test keys. Every answer
+	// then carries X-Station-Test-Keys: true, and /v1/health test_keys.
+	TestKeys bool
 }
 
 type server struct {
@@ -85,6 +88,9 @@ type server struct {
 	beat    time.Duration
 	now     func() time.Time
 	openapi []byte
+	// refusals: the recent refused origins and Host headers.
+	refusals *refusalRing
+	testKeys bool
 }
 
 // New builds the handler. It fails when a route lacks its declared
@@ -106,7 +112,7 @@ func New(o Options) (http.Handler, error) {
 	}
 	s := &server{
 		st: o.Station, tokens: ts, port: o.Port, log: o.Logger, version: o.Version,
-		audit: o.Audit, beat: o.Heartbeat, now: o.Now, gather: o.Gatherer,
+		audit: o.Audit, beat: o.Heartbeat, now: o.Now, gather: o.Gatherer, testKeys: o.TestKeys,
 	}
 	if s.beat <= 0 {
 		s.beat = Heartbeat
@@ -121,6 +127,7 @@ func New(o Options) (http.Handler, error) {
 		return nil, err
 	}
 	s.tickets = newTicketStore(s.now)
+	s.refusals = newRefusalRing(s.now)
 	if s.openapi, err = openAPIJSON(); err != nil {
 		return nil, err
 	}
@@ -158,7 +165,7 @@ func Server(addr string, h http.Handler) *http.Server {
 
 func (s *server) router() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.logRequests, s.checkHost)
+	r.Use(s.logRequests, s.markTestKeys, s.checkHost)
 	methods := map[string][]string{}
 	for _, rt := range routeTable {
 		methods[rt.Pattern] = append(methods[rt.Pattern], rt.Method)
@@ -177,6 +184,21 @@ func (s *server) router() http.Handler {
 		writeCode(w, r, CodeMethodNotAllowed, r.Method+" is not served on "+r.URL.Path)
 	})
 	return r
+}
+
+// TestKeysHeader marks every answer of a station running with the public
+// test keys (docs/api.md): a counter page or a log cannot mistake it for
+// a production station.
+const TestKeysHeader = "X-Station-Test-Keys"
+
+func (s *server) markTestKeys(next http.Handler) http.Handler {
+	if !s.testKeys {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(TestKeysHeader, "true")
+		next.ServeHTTP(w, r)
+	})
 }
 
 func newID(n int) string {

@@ -176,7 +176,7 @@ func hostAllowed(host string, port int) bool {
 const corsAllowHeaders = "Authorization, Content-Type, Idempotency-Key, Prefer, X-Operator-Id, Last-Event-ID"
 
 // corsExposeHeaders are the response headers a page may read.
-const corsExposeHeaders = "Location, Retry-After, Idempotent-Replayed, X-Request-Id, Preference-Applied"
+const corsExposeHeaders = "Location, Retry-After, Idempotent-Replayed, X-Request-Id, Preference-Applied, X-Station-Test-Keys"
 
 func setCORS(w http.ResponseWriter, origin string) {
 	h := w.Header()

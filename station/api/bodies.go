@@ -242,6 +242,26 @@ func (b *resumeBody) request(k service.Kind) (service.Request, *service.Problem)
 }
 
 // apduBody: the reader comes from the path.
+// conformBody asks for the conformance kit's read-side checks. The
+// write-side checks are refused here: they stay with the command line
+// (sscard conform --destructive, on a blank card).
+type conformBody struct {
+	Profile     string `json:"profile"`
+	Destructive bool   `json:"destructive"`
+}
+
+var profileNameRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func (b *conformBody) request(k service.Kind) (service.Request, *service.Problem) {
+	if b.Destructive {
+		return service.Request{}, newProblem(CodeInvalidRequest, "the write-side checks run only from the command line: sscard conform --destructive, on a blank card")
+	}
+	if b.Profile != "" && !profileNameRe.MatchString(b.Profile) {
+		return service.Request{}, newProblem(CodeInvalidRequest, "profile is a firmware profile's name")
+	}
+	return service.Request{Kind: k, Profile: b.Profile}, nil
+}
+
 type apduBody struct {
 	APDUs []string `json:"apdus"`
 }

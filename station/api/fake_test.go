@@ -37,6 +37,8 @@ type fakeStation struct {
 	subSeq    int
 	lastReq   service.Request
 	writeBusy bool // operations report a card write in flight
+	// lastDiagLatency is the latency asked of the last diagnosis.
+	lastDiagLatency int
 }
 
 type fakeOp struct {
@@ -359,3 +361,14 @@ func (f *fakeStation) Ready(context.Context) error {
 func (f *fakeStation) Shutdown(context.Context) error { return nil }
 
 var _ service.Station = (*fakeStation)(nil)
+
+// Diagnostics answers a report of the shape station/diag gives (the real
+// one runs in the end-to-end tests).
+func (f *fakeStation) Diagnostics(ctx context.Context, o service.DiagnosticsOptions) (json.RawMessage, error) {
+	f.mu.Lock()
+	f.lastDiagLatency = o.Latency
+	f.mu.Unlock()
+	return json.RawMessage(`{"time":"2026-01-02T03:04:05Z","ok":true,"problems":[],"service":{"reachable":true,"readers":1},` +
+		`"readers":[{"name":"Virtual PCD 00 00","role":"card","card_present":false}],"keys":{"provider":"test","configured":true,"test_keys":true},` +
+		`"journal":{"state":"ok"},"store":{"state":"ok","audit_chain_ok":true}}`), nil
+}

@@ -52,6 +52,8 @@ type harness struct {
 	clock  *clock
 	logs   *syncBuffer
 	reg    *prometheus.Registry
+	// testKeys builds the API of a station on the public test keys.
+	testKeys bool
 }
 
 type syncBuffer struct {
@@ -101,7 +103,7 @@ func (hs *harness) build() {
 	hs.reg = prometheus.NewRegistry()
 	h, err := New(Options{Station: hs.st, DB: hs.db, Tokens: hs.recs, Port: testPort,
 		Logger: zerolog.New(hs.logs), Version: "test", Registry: hs.reg, Now: hs.clock.Now,
-		Heartbeat: 20 * time.Millisecond,
+		Heartbeat: 20 * time.Millisecond, TestKeys: hs.testKeys,
 		Audit: func(_ context.Context, f AuditFilter) ([]json.RawMessage, error) {
 			if f.Card == "" {
 				return []json.RawMessage{json.RawMessage(`{"card_id":"A1","operation":"read"}`), json.RawMessage(`{"card_id":"B2","operation":"block"}`)}, nil

@@ -286,13 +286,16 @@ type healthBody struct {
 	OK            bool   `json:"ok"`
 	Version       string `json:"version"`
 	OriginAllowed bool   `json:"origin_allowed"`
+	// TestKeys is shown only when true: the station runs with the public
+	// test keys.
+	TestKeys bool `json:"test_keys,omitempty"`
 }
 
 // health tells a page "service here" and whether its origin is allowed
 // for some token, nothing more.
 func (s *server) health(w http.ResponseWriter, r *http.Request, _ *Route) {
 	o := r.Header.Get("Origin")
-	writeJSON(w, http.StatusOK, healthBody{OK: true, Version: s.version, OriginAllowed: o != "" && s.tokens.anyOrigins[o]})
+	writeJSON(w, http.StatusOK, healthBody{OK: true, Version: s.version, OriginAllowed: o != "" && s.tokens.anyOrigins[o], TestKeys: s.testKeys})
 }
 
 func (s *server) ready(w http.ResponseWriter, r *http.Request, _ *Route) {

@@ -62,6 +62,7 @@ var codeTable = map[service.Code]codeInfo{
 	service.CodeAmbiguousReader: {http.StatusConflict, "Several readers hold a card: name one", -11},
 	service.CodePCSCUnavailable: {http.StatusServiceUnavailable, "The smart card service is not available", -11},
 	service.CodePINPadMissing:   {http.StatusUnprocessableEntity, "This reader has no PIN pad", -13},
+	service.CodePINPadEntry:     {http.StatusUnprocessableEntity, "The PIN pad entry did not complete; no try was spent", -13},
 	// card
 	service.CodeCardAbsent:     {http.StatusConflict, "No card in the reader", -2},
 	service.CodeCardRemoved:    {http.StatusConflict, "The card was removed during the operation", -2},

@@ -59,6 +59,9 @@ var routeTable = []Route{
 
 	{Method: "GET", Pattern: "/v1/readers", Access: AccessRoles, Roles: technician, h: (*server).readers},
 	{Method: "GET", Pattern: "/v1/readers/{id}", Access: AccessRoles, Roles: technician, h: (*server).reader},
+	{Method: "POST", Pattern: "/v1/readers/{id}/conform", Access: AccessRoles, Roles: technician, Kind: service.KindConform, body: func() cardBody { return &conformBody{} }, h: (*server).cardOp},
+	{Method: "GET", Pattern: "/v1/diagnostics", Access: AccessRoles, Roles: technician, h: (*server).diagnostics},
+	{Method: "GET", Pattern: "/v1/refusals", Access: AccessRoles, Roles: technician, h: (*server).refusalsList},
 	{Method: "POST", Pattern: "/v1/readers/{id}/apdu", Access: AccessRoles, Roles: technician, Kind: service.KindAPDU, Idempotent: true, body: func() cardBody { return &apduBody{} }, h: (*server).cardOp},
 
 	{Method: "POST", Pattern: "/v1/card/read", Access: AccessRoles, Roles: counterBnk, Kind: service.KindRead, body: func() cardBody { return &readBody{} }, h: (*server).cardOp},
@@ -150,6 +153,7 @@ func (s *server) checkHost(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !hostAllowed(r.Host, s.port) {
 			// no CORS headers: a rebound page learns nothing
+			s.refusals.record(r, CodeHostNotAllowed, "the Host header is not 127.0.0.1, [::1] or localhost with this station's port (DNS rebinding guard)")
 			writeCode(w, r, CodeHostNotAllowed, "use http://127.0.0.1:<port>/, http://[::1]:<port>/ or http://localhost:<port>/")
 			return
 		}
@@ -170,6 +174,7 @@ func (s *server) guard(rt *Route) http.Handler {
 		case AccessPublic:
 			if origin != "" {
 				if !s.tokens.anyOrigins[origin] {
+					s.refusals.record(r, CodeOriginNotAllowed, "no token allows this origin")
 					writeCode(w, r, CodeOriginNotAllowed, "")
 					return
 				}
@@ -195,6 +200,7 @@ func (s *server) guard(rt *Route) http.Handler {
 			}
 			if origin != "" {
 				if !rec.allowsOrigin(origin) {
+					s.refusals.record(r, CodeOriginNotAllowed, "the token sent does not allow this origin (add it with stationd token add --origin)")
 					writeCode(w, r, CodeOriginNotAllowed, "")
 					return
 				}
@@ -256,6 +262,11 @@ func (s *server) preflight(pattern string, methods []string) http.HandlerFunc {
 			return
 		}
 		if (!anyOrigin && !s.tokens.anyOrigins[origin]) || !slices.Contains(methods, want) {
+			reason := "preflight: no token allows this origin"
+			if !slices.Contains(methods, want) {
+				reason = "preflight: the method asked for is not served on this route"
+			}
+			s.refusals.record(r, CodeOriginNotAllowed, reason)
 			writeCode(w, r, CodeOriginNotAllowed, "")
 			return
 		}

@@ -38,13 +38,16 @@ type ReadResult struct {
 	IReadCardBas string            `json:"ireadcardbas"`
 	Cached       bool              `json:"cached"`
 	SSNMasked    bool              `json:"ssn_masked"`
+	// TestKeys: this station runs with the public test keys (shown only
+	// then): what it proves of a card's genuineness proves nothing.
+	TestKeys bool `json:"test_keys,omitempty"`
 }
 
 // readResult shapes a cached or fresh read for the caller: the SSN masked
 // unless the caller's role may see it (in the structured fields and in the
 // legacy string alike).
 func (d *Daemon) readResult(info *cardapp.BasicInfo, cached bool, c service.Caller) ReadResult {
-	out := ReadResult{Card: *info, Cached: cached}
+	out := ReadResult{Card: *info, Cached: cached, TestKeys: d.opts.TestKeys}
 	if out.Card.Holder != nil {
 		h := *out.Card.Holder
 		out.Card.Holder = &h
@@ -80,13 +83,9 @@ func (d *Daemon) profileFor(atr []byte) *profiles.Profile {
 
 // precheck refuses, before queueing, what can be refused without a card:
 // PIN formats and holder data (no APDU for a bad request).
-func (d *Daemon) precheck(req *service.Request, atr []byte, pinpad bool) error {
+func (d *Daemon) precheck(req *service.Request, atr []byte, pad padState) error {
 	if req.PINEntry == service.PINEntryPinpad {
-		detail := "this reader has no PIN pad: send the PIN in the request (pin_entry \"host\")"
-		if pinpad {
-			detail = "this reader has a PIN pad, but this station takes PINs from the request only (pin_entry \"host\")"
-		}
-		return &service.Problem{Code: service.CodePINPadMissing, Title: "PIN pad entry is not available on this reader", Detail: detail}
+		return pinpadPrecheck(req.Kind, pad)
 	}
 	p := d.profileFor(atr)
 	digits := func(pins ...string) error {
@@ -265,6 +264,13 @@ func (d *Daemon) cardWork(ctx context.Context, card *pcsc.Card, w *worker, req s
 		if err != nil {
 			return out, err
 		}
+		if req.PINEntry == service.PINEntryPinpad {
+			if err := app.VerifyPINOnPad(ctx, d.padOf(card), cardapp.PINPadOptions{}); err != nil {
+				return out, padError(err)
+			}
+			out.result = map[string]bool{"verified": true}
+			break
+		}
 		if err := app.VerifyPIN(ctx, req.PIN); err != nil {
 			return out, err
 		}
@@ -273,6 +279,13 @@ func (d *Daemon) cardWork(ctx context.Context, card *pcsc.Card, w *worker, req s
 		app, err := identify()
 		if err != nil {
 			return out, err
+		}
+		if req.PINEntry == service.PINEntryPinpad {
+			if err := app.ChangePINOnPad(ctx, d.padOf(card), cardapp.PINPadOptions{}); err != nil {
+				return out, padError(err)
+			}
+			out.result = map[string]bool{"changed": true}
+			break
 		}
 		if err := app.ChangePIN(ctx, req.OldPIN, req.NewPIN, req.PINConfirm); err != nil {
 			return out, err
@@ -366,6 +379,12 @@ func (d *Daemon) cardWork(ctx context.Context, card *pcsc.Card, w *worker, req s
 			resps = append(resps, fmt.Sprintf("%X%04X", r.Data, uint16(r.SW)))
 		}
 		out.result = map[string]any{"responses": resps}
+	case service.KindConform:
+		rep, err := d.conformWork(ctx, card, req, kp)
+		if err != nil {
+			return out, err
+		}
+		out.result = rep
 	case service.KindResume:
 		e, err := d.opts.Journal.Get(req.OpID)
 		if err != nil {
@@ -437,7 +456,9 @@ func needsKeys(k service.Kind) bool {
 // resetsCard reports whether the card is reset when the operation ends
 // (a PIN was verified or something was written).
 func resetsCard(k service.Kind) bool {
-	return k.Writes() || k == service.KindPINVerify
+	// The conformance kit authenticates (EXTERNAL AUTHENTICATE): that
+	// state must not outlive it.
+	return k.Writes() || k == service.KindPINVerify || k == service.KindConform
 }
 
 // legacyOfSW is the standard interface's code for a status word: minus the
@@ -504,6 +525,11 @@ func mapCardError(err error) *service.Problem {
 		return &service.Problem{Code: service.CodeCardExpired, Title: "the card has expired", SW: swText}
 	case errors.Is(err, cardapp.ErrApplicationLocked), errors.Is(err, cardapp.ErrApplicationBlocked), errors.Is(err, cardapp.ErrCardBlocked):
 		return &service.Problem{Code: service.CodeCardBlocked, Title: "the card or its application is blocked", Detail: cardText(err), LegacyCode: legacyOfSW(sw), SW: swText}
+	case errors.Is(err, cardapp.ErrNoPINPad):
+		return &service.Problem{Code: service.CodePINPadMissing, Title: "this reader has no PIN pad", Detail: "send the PIN in the request (pin_entry \"host\")"}
+	case errors.Is(err, cardapp.ErrPINPadTimeout), errors.Is(err, cardapp.ErrPINPadCancelled), errors.Is(err, cardapp.ErrPINPadMismatch),
+		errors.Is(err, cardapp.ErrPINPadRejected), errors.Is(err, cardapp.ErrPINPadLength):
+		return &service.Problem{Code: service.CodePINPadEntry, Title: "the PIN pad entry did not complete", Detail: cardText(err) + " (no try was spent)", Retryable: true}
 	case errors.Is(err, issuance.ErrOtherCard):
 		return &service.Problem{Code: service.CodeOtherCard, Title: "this operation belongs to another card", Detail: "nothing was written", LegacyCode: -22}
 	case errors.Is(err, issuance.ErrInterrupted):

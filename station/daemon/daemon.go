@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 	bolt "go.etcd.io/bbolt"
 
+	"ssstation/cardapp"
 	"ssstation/cardapp/keys"
 	profiles "ssstation/firmware-profiles"
 	"ssstation/pcsc"
@@ -67,6 +68,15 @@ type Options struct {
 	MonitorRetry time.Duration
 	// Version is reported in events and logs.
 	Version string
+	// Diagnostics: the configuration and key source the diagnosis reports.
+	Diagnostics DiagnosticsInfo
+	// TestKeys: the key provider holds the public test keys; read
+	// results say so (test_keys) and the log says so at start.
+	TestKeys bool
+	// OperationRetention: finished operations stored longer ago than this
+	// are pruned from the store (DefaultOperationRetention when zero; a
+	// negative value keeps them for ever).
+	OperationRetention time.Duration
 }
 
 // Daemon implements service.Station.
@@ -93,6 +103,10 @@ type Daemon struct {
 	workers    sync.WaitGroup
 	readyCh    chan struct{}
 	readyOnce  sync.Once
+
+	// padFor, in tests, puts an emulated PIN pad in front of a card (no
+	// virtual PIN pad exists); nil: the reader's own (part 10).
+	padFor func(card *pcsc.Card) cardapp.PINPad
 }
 
 var bucketOps = []byte("daemon-operations")
@@ -115,9 +129,27 @@ func New(opts Options) (*Daemon, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
+	// The PSAM must not be a reader holders' cards go into: an operation
+	// would then talk to the PSAM as to a holder's card, and the key
+	// provider would lose its card to the counter.
+	if opts.PSAMReader != "" {
+		for _, rc := range opts.Readers {
+			if roleOr(rc.Role) != RoleCard || rc.Name == "" {
+				continue
+			}
+			if rc.Name == opts.PSAMReader || strings.Contains(rc.Name, opts.PSAMReader) || strings.Contains(opts.PSAMReader, rc.Name) {
+				return nil, fmt.Errorf("daemon: reader %q (id %s) is mapped as a card reader but it is the PSAM's reader %q: give it role \"psam\" or name another PSAM reader", rc.Name, rc.ID, opts.PSAMReader)
+			}
+		}
+	}
 	d := &Daemon{opts: opts, log: opts.Logger, hub: newHub(1024), readers: map[string]*worker{}, ops: map[string]*opState{}, readyCh: make(chan struct{})}
 	d.cond = sync.NewCond(&d.mu)
 	d.base, d.baseCancel = context.WithCancel(context.Background())
+	d.prune(time.Now())
+	if opts.TestKeys {
+		d.log.Warn().Str("event", "test_keys").Bool("test_keys", true).
+			Msg("TEST KEYS: this station uses the public test keys; cards it writes are not genuine and no production card will accept them")
+	}
 	return d, nil
 }
 
@@ -143,8 +175,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	mon := &pcsc.Monitor{Retry: d.opts.MonitorRetry}
 	monDone := make(chan struct{})
 	go func() { defer close(monDone); _ = mon.Run(ctx, events) }()
+	pruneTick := time.NewTicker(pruneEvery)
+	defer pruneTick.Stop()
 	for {
 		select {
+		case now := <-pruneTick.C:
+			d.prune(now)
 		case ev := <-events:
 			d.handle(ev)
 		case <-ctx.Done():
@@ -170,19 +206,32 @@ func (d *Daemon) Started() <-chan struct{} { return d.readyCh }
 // readerID is the reader's stable id and role: from the configuration,
 // else "r-" and a short hash of the name (never the raw name).
 func (d *Daemon) readerID(name string) (string, string) {
+	isPSAM := d.opts.PSAMReader != "" && (name == d.opts.PSAMReader || strings.Contains(name, d.opts.PSAMReader))
+	mapped := func(rc config.ReaderConfig) (string, string) {
+		role := roleOr(rc.Role)
+		if isPSAM && role == RoleCard {
+			// Refused at start when the names say so; a unique part that
+			// matched both at run time is refused here: the reader is
+			// left alone rather than taken for a card reader.
+			d.log.Error().Str("event", "reader.refused").Str("reader_id", rc.ID).
+				Msg("this reader is mapped as a card reader but holds the PSAM: ignored")
+			role = RoleIgnore
+		}
+		return rc.ID, role
+	}
 	for _, rc := range d.opts.Readers {
 		if rc.Name == name {
-			return rc.ID, roleOr(rc.Role)
+			return mapped(rc)
 		}
 	}
 	for _, rc := range d.opts.Readers {
 		if rc.Name != "" && strings.Contains(name, rc.Name) {
-			return rc.ID, roleOr(rc.Role)
+			return mapped(rc)
 		}
 	}
 	sum := sha256.Sum256([]byte(name))
 	role := RoleCard
-	if d.opts.PSAMReader != "" && (name == d.opts.PSAMReader || strings.Contains(name, d.opts.PSAMReader)) {
+	if isPSAM {
 		role = RolePSAM
 	}
 	return "r-" + hex.EncodeToString(sum[:])[:10], role
@@ -362,10 +411,10 @@ func (d *Daemon) Submit(ctx context.Context, req service.Request) (*service.Oper
 		return nil, err
 	}
 	atr := append([]byte(nil), w.atr...)
-	pinpad := w.pinpad
+	pad := padState{known: w.askFeatures, caps: w.padCaps}
 	d.mu.Unlock()
 
-	if err := d.precheck(&req, atr, pinpad); err != nil {
+	if err := d.precheck(&req, atr, pad); err != nil {
 		p, _ := service.AsProblem(err)
 		p.ReaderID = w.id
 		return nil, p
@@ -626,6 +675,9 @@ type opState struct {
 	audited   bool
 	cardID    string
 	ssnMasked string
+	// job, when set, makes this queue entry a job (diagnostics), not an
+	// operation: no audit record, no operation resource.
+	job *job
 }
 
 // snapshot copies the operation (callers hold d.mu).
@@ -688,7 +740,7 @@ func (d *Daemon) finishLocked(o *opState, st service.State, result any, p *servi
 	// ID number) and raw APDU answers stay in memory only.
 	stored := o.op
 	switch stored.Kind {
-	case service.KindRead, service.KindReadFull, service.KindAPDU:
+	case service.KindRead, service.KindReadFull, service.KindAPDU, service.KindConform:
 		stored.Result = nil
 	}
 	if raw, err := json.Marshal(stored); err == nil {

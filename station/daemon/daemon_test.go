@@ -34,6 +34,12 @@ type bed struct {
 
 func newDaemon(t *testing.T, queue int, readers ...config.ReaderConfig) *bed {
 	t.Helper()
+	return newDaemonWith(t, queue, nil, readers...)
+}
+
+// newDaemonWith lets setup adjust the options and the daemon before it runs.
+func newDaemonWith(t *testing.T, queue int, setup func(*Options, *Daemon), readers ...config.ReaderConfig) *bed {
+	t.Helper()
 	pcsctest.EnsurePCSCD(t)
 	set, err := profiles.Builtin()
 	if err != nil {
@@ -52,10 +58,17 @@ func newDaemon(t *testing.T, queue int, readers ...config.ReaderConfig) *bed {
 		t.Fatal(err)
 	}
 	logs := &strings.Builder{}
-	d, err := New(Options{Profiles: set, Keys: keys.NewTestKeystore(), Store: st, Audit: al, Journal: jr, Secret: secret.ForTest([]byte("daemon test secret, 32 bytes ok")), QueueSize: queue, Readers: readers,
-		TerminalNo: "410100813475", DeviceNo: "dev1", Logger: zerolog.New(logWriter{logs})})
+	opts := Options{Profiles: set, Keys: keys.NewTestKeystore(), Store: st, Audit: al, Journal: jr, Secret: secret.ForTest([]byte("daemon test secret, 32 bytes ok")), QueueSize: queue, Readers: readers,
+		TerminalNo: "410100813475", DeviceNo: "dev1", Logger: zerolog.New(logWriter{logs})}
+	if setup != nil {
+		setup(&opts, nil)
+	}
+	d, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(nil, d)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

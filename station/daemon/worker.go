@@ -10,6 +10,7 @@ import (
 	"ssstation/cardapp"
 	"ssstation/cardapp/keys"
 	"ssstation/pcsc"
+	"ssstation/station/conform"
 	"ssstation/station/service"
 )
 
@@ -34,8 +35,10 @@ type worker struct {
 	inserts uint64
 	apdus   atomic.Uint64
 	// pinpad: the reader offers PIN entry on its keys (part 10 features,
-	// asked once at the first connection).
+	// asked once: when the worker starts, else at the first connection);
+	// padCaps says which of verify and change it takes.
 	pinpad      bool
+	padCaps     pcsc.PINPadCaps
 	askFeatures bool
 
 	pc *pcsc.Context // the worker goroutine's own context
@@ -67,9 +70,14 @@ func (d *Daemon) runWorker(w *worker) {
 			_ = w.pc.Release()
 		}
 	}()
+	d.askReaderFeatures(w)
 	for {
 		select {
 		case o := <-w.queue:
+			if o.job != nil {
+				d.runJob(w, o.job)
+				continue
+			}
 			d.execute(w, o)
 		case <-w.ctx.Done():
 			d.mu.Lock()
@@ -77,6 +85,10 @@ func (d *Daemon) runWorker(w *worker) {
 				select {
 				case o := <-w.queue:
 					w.pending--
+					if o.job != nil {
+						close(o.job.done) // its result stays nil: the reader went away
+						continue
+					}
 					d.finishLocked(o, service.StateFailed, nil, &service.Problem{Code: service.CodeReaderNotFound, Title: "the reader went away before the operation started", ReaderID: w.id, Retryable: true})
 					continue
 				default:
@@ -194,21 +206,19 @@ func (d *Daemon) execute(w *worker, o *opState) {
 // the work in one transaction and lets the card go; the card is reset
 // when the operation verified a PIN or wrote.
 func (d *Daemon) onCard(ctx context.Context, w *worker, o *opState, cached *cardInfo) (workOut, error) {
-	if w.pc == nil || !w.pc.Valid() {
-		if w.pc != nil {
-			_ = w.pc.Release()
-			w.pc = nil
-		}
-		pc, err := pcsc.Establish()
-		if err != nil {
-			d.countPCSCError()
-			return workOut{}, err
-		}
-		w.pc = pc
+	if err := d.ensureContext(w); err != nil {
+		return workOut{}, err
+	}
+	var wire *conform.Wire
+	if o.req.Kind == service.KindConform {
+		wire = &conform.Wire{}
 	}
 	tracer := func(ev pcsc.TraceEvent) {
 		w.apdus.Add(1)
 		o.apdus.Add(1)
+		if wire != nil {
+			wire.Trace(ev)
+		}
 	}
 	card, err := w.pc.Connect(ctx, w.name, pcsc.ConnectOptions{Share: pcsc.ShareShared, Protocols: pcsc.ProtocolAny, OnClose: pcsc.LeaveCard, Tracer: tracer})
 	if err != nil {
@@ -216,31 +226,44 @@ func (d *Daemon) onCard(ctx context.Context, w *worker, o *opState, cached *card
 		return workOut{}, err
 	}
 	defer card.Close()
-	if !w.askFeatures {
-		w.askFeatures = true
-		if rf, err := card.Features(ctx); err == nil {
-			d.mu.Lock()
-			w.pinpad = rf.PINPad.Any()
-			d.mu.Unlock()
-		}
+	d.mu.Lock()
+	ask := !w.askFeatures
+	w.askFeatures = true
+	d.mu.Unlock()
+	if ask {
+		caps := d.padOf(card).PINPad(ctx)
+		d.mu.Lock()
+		w.pinpad = caps.Any()
+		w.padCaps = caps
+		d.mu.Unlock()
 	}
 
 	var kp keys.Provider = d.opts.Keys
+	// The conformance kit adds its key checks when keys are at hand and
+	// runs without them otherwise.
+	optional := o.req.Kind == service.KindConform
 	if kp == nil && needsKeys(o.req.Kind) && d.opts.PSAM != nil {
 		name := d.psamReaderName()
-		if name == "" {
+		var pcard *pcsc.Card
+		var err error
+		if name != "" {
+			pcard, err = w.pc.Connect(ctx, name, pcsc.ConnectOptions{Share: pcsc.ShareShared, OnClose: pcsc.LeaveCard})
+		}
+		switch {
+		case name == "" && !optional:
 			return workOut{}, &service.Problem{Code: service.CodeNoKeyProvider, Title: "the PSAM reader is not connected", ReaderID: w.id, Retryable: true}
-		}
-		pcard, err := w.pc.Connect(ctx, name, pcsc.ConnectOptions{Share: pcsc.ShareShared, OnClose: pcsc.LeaveCard})
-		if err != nil {
+		case err != nil && !optional:
 			return workOut{}, &service.Problem{Code: service.CodeKeyProviderFailed, Title: "the PSAM cannot be reached", ReaderID: w.id, Retryable: true}
+		case pcard != nil && err == nil:
+			prov := d.opts.PSAM(pcard)
+			defer func() { prov.Close(); pcard.Close() }()
+			kp = prov
 		}
-		prov := d.opts.PSAM(pcard)
-		defer func() { prov.Close(); pcard.Close() }()
-		kp = prov
 	}
 
-	ctx = cardapp.WithProgress(ctx, func(index, total int, step string) { d.progress(o, index, total, step) })
+	progress := func(index, total int, step string) { d.progress(o, index, total, step) }
+	ctx = cardapp.WithProgress(ctx, progress)
+	ctx = context.WithValue(ctx, extrasKey{}, &opExtras{progress: progress, wire: wire})
 	var out workOut
 	err = card.Transaction(ctx, func(ctx context.Context) error {
 		if resetsCard(o.req.Kind) {
@@ -254,6 +277,97 @@ func (d *Daemon) onCard(ctx context.Context, w *worker, o *opState, cached *card
 		d.dropContextOn(w, err)
 	}
 	return out, err
+}
+
+// ensureContext establishes the worker's PC/SC context when it has none
+// (or the service forgot it). Called on the worker's goroutine only.
+func (d *Daemon) ensureContext(w *worker) error {
+	if w.pc != nil && w.pc.Valid() {
+		return nil
+	}
+	if w.pc != nil {
+		_ = w.pc.Release()
+		w.pc = nil
+	}
+	pc, err := pcsc.Establish()
+	if err != nil {
+		d.countPCSCError()
+		return err
+	}
+	w.pc = pc
+	return nil
+}
+
+// askReaderFeatures learns whether the reader has a PIN pad before any
+// card is in it (direct mode, no APDU), so that GET /v1/readers reports
+// it from the start. A driver that refuses direct connections is asked
+// again at the first card connection.
+func (d *Daemon) askReaderFeatures(w *worker) {
+	if w.role != RoleCard || d.padFor != nil || d.ensureContext(w) != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
+	defer cancel()
+	_, rf, err := w.pc.ReaderInfo(ctx, w.name)
+	if err != nil || rf == nil {
+		return
+	}
+	d.mu.Lock()
+	if !w.askFeatures {
+		w.askFeatures = true
+		w.pinpad = rf.PINPad.Any()
+		w.padCaps = rf.PINPad
+	}
+	d.mu.Unlock()
+}
+
+// job is work that is not a card operation (diagnostics) queued on a
+// reader's worker, so that it waits its turn behind the operations
+// queued before it and never competes with them for the reader.
+type job struct {
+	ctx  context.Context
+	run  func(ctx context.Context, pc *pcsc.Context, err error)
+	done chan struct{}
+}
+
+// enqueueJob queues j on w like an operation (it takes a queue slot).
+func (d *Daemon) enqueueJob(w *worker, j *job) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.shutting:
+		return shuttingDown()
+	case w.stopped:
+		return &service.Problem{Code: service.CodeReaderNotFound, Title: "the reader went away", ReaderID: w.id, Retryable: true}
+	case w.pending >= d.opts.QueueSize+1:
+		return &service.Problem{Code: service.CodeReaderBusy, Title: "the reader's queue is full", ReaderID: w.id, Retryable: true, RetryAfter: 2 * time.Second, LegacyCode: -11}
+	}
+	w.pending++
+	w.queue <- &opState{job: j, w: w}
+	return nil
+}
+
+// runJob runs a queued job on the worker's goroutine.
+func (d *Daemon) runJob(w *worker, j *job) {
+	d.mu.Lock()
+	w.busy = true
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		w.busy = false
+		w.pending--
+		d.cond.Broadcast()
+		d.mu.Unlock()
+		close(j.done)
+	}()
+	d.mu.Lock()
+	shutting := d.shutting
+	d.mu.Unlock()
+	if j.ctx.Err() != nil || shutting {
+		return // the caller stopped waiting, or the station is stopping
+	}
+	err := d.ensureContext(w)
+	j.run(j.ctx, w.pc, err)
 }
 
 func (d *Daemon) psamReaderName() string {

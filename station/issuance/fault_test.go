@@ -96,15 +96,6 @@ func TestActivatePulledAtEveryAPDU(t *testing.T) {
 			if out.Status != journal.StatusDone || !res.PINSet {
 				t.Fatalf("pull after %d: %+v %+v", i, res, out)
 			}
-			if i == total {
-				// The pull after the last APDU is the sweep's last point:
-				// the card stays out. (Putting it back after a transaction
-				// that ended with a reset, as one does after CHANGE PIN,
-				// is not seen by pcscd within 10 s: reported to the pcsc
-				// layer's owner.)
-				st.vc.Slot.RemoveAfter(-1)
-				break
-			}
 			st.reinsertIfPulled(int(st.vc.Slot.Stats().APDUs-start) >= i)
 		case errors.Is(err, issuance.ErrInterrupted):
 			_, jerr := st.runner.Journal.Get(out.OpID)

@@ -91,10 +91,14 @@ func (r *Runner) pinCheck(cardID, pin string) string {
 }
 
 // transient reports failures after which the operation can resume: the
-// card left, was reset, the reader or the service went away.
+// card left, was reset, the reader or the service went away, or the
+// reader was busy (another program held the card longer than we would
+// wait: the command that met it was not sent, so the operation is
+// interrupted where it stood, to retry later, never marked failed).
 func transient(err error) bool {
 	switch pcsc.KindOf(err) {
-	case pcsc.KindCardRemoved, pcsc.KindCardReset, pcsc.KindReaderGone, pcsc.KindServiceGone, pcsc.KindUnresponsive, pcsc.KindNoCard:
+	case pcsc.KindCardRemoved, pcsc.KindCardReset, pcsc.KindReaderGone, pcsc.KindServiceGone, pcsc.KindUnresponsive, pcsc.KindNoCard,
+		pcsc.KindBusy:
 		return true
 	}
 	return false

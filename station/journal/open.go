@@ -350,9 +350,11 @@ func touch(b []byte) (sum byte) {
 }
 
 // CheckFile checks a journal (or any bbolt) file without changing it: it
-// opens it read only, reaches every page through every bucket, and runs
-// and every key and value checked against the file, all on a goroutine where a panic or a memory
-// fault becomes an error wrapping ErrDamaged. A missing file is not an
+// opens it read only, checks the page structure over the file's bytes
+// (checkStructure: no cycle, no page out of bounds, a sound freelist),
+// then reaches every key of every bucket through bbolt with every key and
+// value checked against the file, all on a goroutine where a panic or a
+// memory fault becomes an error wrapping ErrDamaged. A missing file is not an
 // error. A file held by a writer waits opt.Timeout (ErrLocked).
 func CheckFile(path string, opt Options) error {
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
@@ -361,9 +363,13 @@ func CheckFile(path string, opt Options) error {
 	var db *bolt.DB
 	err := guard(func() error {
 		var err error
-		// PreLoadFreelist reads the freelist here, where a bad one panics
-		// on this goroutine, and not in tx.Check's own goroutine.
-		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeoutOf(opt), ReadOnly: true, PreLoadFreelist: true, OpenFile: openNoFollow})
+		// Read only, bbolt reads the meta pages and nothing else until a
+		// transaction walks the tree; the freelist it does not read at
+		// all. checkStructure checks every page, the freelist included,
+		// before anything here lets bbolt follow a page id (a freelist
+		// loaded first, as PreLoadFreelist did, could allocate without
+		// bound before any check).
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeoutOf(opt), ReadOnly: true, OpenFile: openNoFollow})
 		if err != nil {
 			return err
 		}
@@ -372,6 +378,11 @@ func CheckFile(path string, opt Options) error {
 			return err
 		}
 		return db.View(func(tx *bolt.Tx) error {
+			ps := db.Info().PageSize
+			if err := checkStructure(path, boltView{pageSize: ps, txid: uint64(tx.ID()),
+				pgid: uint64(tx.Size()) / uint64(ps), root: uint64(tx.Cursor().Bucket().Root())}); err != nil {
+				return err
+			}
 			// The mapped bytes that hold data: the pages the meta page
 			// claims, and no further than the file really goes.
 			base, size := db.Info().Data, min(tx.Size(), fi.Size())

@@ -55,6 +55,7 @@ const (
 	KindUnblock     Kind = "unblock"     // application unblock
 	KindAPDU        Kind = "apdu"        // technician: raw APDUs (PIN-bearing ones refused)
 	KindDiagnostics Kind = "diagnostics" // technician (later)
+	KindConform     Kind = "conform"     // technician: the conformance kit's read-side checks
 	KindResume      Kind = "resume"      // resume a journaled operation by op id
 )
 
@@ -101,6 +102,16 @@ type Request struct {
 	OpID string `json:"op_id,omitempty"`
 	// APDU: hex command APDUs for the technician route.
 	APDUs []string `json:"apdus,omitempty"`
+	// Conform: the firmware profile to check the card against ("" = the
+	// one the card identifies as).
+	Profile string `json:"profile,omitempty"`
+}
+
+// DiagnosticsOptions tune Station.Diagnostics.
+type DiagnosticsOptions struct {
+	// Latency is the number of GET CHALLENGEs of each card's latency test
+	// (0: the diagnosis's default).
+	Latency int
 }
 
 // State of an operation resource.
@@ -163,8 +174,9 @@ const (
 	CodePINBlocked        Code = "PIN_BLOCKED"
 	CodePINPolicy         Code = "PIN_POLICY" // length, digits, initial PIN, confirmation differs
 	CodePINPadMissing     Code = "PINPAD_NOT_AVAILABLE"
-	CodeInvalidData       Code = "INVALID_DATA" // holder/card data refused before any APDU
-	CodeCardRefused       Code = "CARD_REFUSED" // any other status word
+	CodePINPadEntry       Code = "PINPAD_ENTRY_FAILED" // timeout, cancel, entries differ: no try spent
+	CodeInvalidData       Code = "INVALID_DATA"        // holder/card data refused before any APDU
+	CodeCardRefused       Code = "CARD_REFUSED"        // any other status word
 	CodeNoKeyProvider     Code = "NO_KEY_PROVIDER"
 	CodeKeyProviderFailed Code = "KEY_PROVIDER_FAILED"
 	CodeReaderNotFound    Code = "READER_NOT_FOUND"
@@ -280,6 +292,12 @@ type Station interface {
 	// buffer (and whether any were lost), then a channel of new ones until
 	// cancel is called.
 	Subscribe(afterID uint64) (backlog []Event, lost bool, ch <-chan Event, cancel func())
+	// Diagnostics runs the technician's diagnosis and returns the same
+	// report as `sscard diag --json` (station/diag's Report, as JSON so
+	// that the HTTP layer needs no PC/SC import). Each reader's part waits
+	// its turn on that reader's worker, behind the operations queued
+	// before it: no connection or transaction competes with a busy reader.
+	Diagnostics(ctx context.Context, o DiagnosticsOptions) (json.RawMessage, error)
 	// Ready reports whether the station can take card operations now
 	// (PC/SC up, store writable); nil when ready.
 	Ready(ctx context.Context) error

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -412,13 +413,14 @@ func webOverlay(dir string) (string, error) {
 	if strings.Contains(s, "ssstation/web") {
 		return "", nil
 	}
-	imp := "\"ssstation/station/service\"\n)"
-	use := "r.Use(s.logRequests, s.checkHost)\n"
-	if !strings.Contains(s, imp) || !strings.Contains(s, use) {
+	imp := "\t\"ssstation/station/service\"\n"
+	use := regexp.MustCompile(`(?m)^\tr\.Use\(.*\)\n`)
+	if !strings.Contains(s, imp) || !use.MatchString(s) {
 		return "", fmt.Errorf("webOverlay: station/api/api.go changed shape; mount web.Handler there")
 	}
-	s = strings.Replace(s, imp, "\"ssstation/station/service\"\n\t\"ssstation/web\"\n)", 1)
-	s = strings.Replace(s, use, use+"\tfor _, p := range []string{\"/sdk/*\", \"/console\", \"/console/*\", \"/examples/*\"} {\n\t\tr.Handle(p, web.Handler())\n\t}\n", 1)
+	s = strings.Replace(s, imp, imp+"\t\"ssstation/web\"\n", 1)
+	loc := use.FindStringIndex(s)
+	s = s[:loc[1]] + "\tfor _, p := range []string{\"/sdk/*\", \"/console\", \"/console/*\", \"/examples/*\"} {\n\t\tr.Handle(p, web.Handler())\n\t}\n" + s[loc[1]:]
 	patched := filepath.Join(dir, "api.go")
 	if err := os.WriteFile(patched, []byte(s), 0o644); err != nil {
 		return "", err
@@ -471,4 +473,17 @@ func nonLoopbackIPv4(t testing.TB) string {
 	}
 	t.Skip("this machine has no non-loopback IPv4 address to serve a page from")
 	return ""
+}
+
+// waitConsole waits until the browser's console shows text (the browser
+// reports refusals there, asynchronously).
+func (tb *tab) waitConsole(t *testing.T, text string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(tb.consoleText(), text) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the browser console never showed %q:\n%s", text, tb.consoleText())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

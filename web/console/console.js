@@ -16,7 +16,7 @@ const TEXT = {
     diagnostics: "诊断", diagIntro: "检查本机服务、读卡器、卡片、浏览器与连接。", runDiag: "运行诊断",
     colCheck: "检查项", colSent: "发送", colExpected: "期望", colGot: "实际", colVerdict: "结论", colResult: "结果", colDetail: "详情", pass: "正常", fail: "异常", info: "信息",
     diagFull: "服务端诊断 (GET /v1/diagnostics)", diagFallback: "本服务未提供 GET /v1/diagnostics：以下为控制台能做的检查（服务、就绪、PC/SC、读卡器、事件流、浏览器）。",
-    conformance: "一致性测试", checkConform: "对读卡器中的卡运行", conformNA: "本服务未提供一致性测试接口 (POST /v1/conformance)。请在本机运行：sscard conform --profile <卡型> [--json]",
+    conformance: "一致性测试", checkConform: "运行一致性检查", conformNoCard: "没有插着卡的读卡器。", conformNA: "本服务未提供一致性测试接口 (POST /v1/readers/{id}/conform)。请在本机运行：sscard conform --profile <卡型> [--json]",
     operations: "操作", show: "查看", opPh: "操作编号", colOp: "编号", colKind: "类型", colState: "状态", colProgress: "进度", steps: "步骤",
     audit: "审计记录", cardId: "卡识别码", from: "起", to: "止", limit: "条数", search: "查询", chainCheck: "校验哈希链",
     colTime: "时间", colOpName: "操作", colWho: "令牌 / 操作员", colSSN: "社会保障号码", colOutcome: "结果",
@@ -25,7 +25,7 @@ const TEXT = {
     records: (n) => `${n} 条记录。`,
     refused: "被拒绝的来源与主机名", refusedIntro: "页面“连不上”时，先看这里：哪些来源 (Origin) 或主机名 (Host) 被服务拒绝。",
     refresh: "刷新", refusedNA: "本服务尚未提供被拒绝请求的记录接口 (GET /v1/refusals)。请查看服务日志中 code 为 ORIGIN_NOT_ALLOWED 或 HOST_NOT_ALLOWED 的记录。",
-    refusedNone: "没有被拒绝的请求。", colValue: "值", colPath: "路径", colCount: "次数",
+    refusedNone: "没有被拒绝的请求。", refusedCount: (n, c) => `最近 ${n} 类被拒绝的请求（最多保留 ${c} 类）。`, colCode: "拒绝原因", colOrigin: "来源 (Origin)", colHost: "主机名 (Host)", colRequest: "请求", colCount: "次数", colReason: "说明",
     thisBrowser: "本浏览器", origin: "本页来源", secure: "安全上下文", lna: "本地网络访问权限", language: "语言", station: "服务地址",
     needToken: "请输入技术员令牌后登录。", signedIn: (v) => `已登录 · stationd ${v}`,
     cStation: "本机服务", cReady: "就绪", cPCSC: "智能卡服务 (PC/SC)", cReader: (n) => `读卡器 ${n}`, cStream: "事件流", cBrowser: "浏览器",
@@ -40,7 +40,7 @@ const TEXT = {
     diagnostics: "Diagnostics", diagIntro: "Checks the station service, readers, cards, this browser and the connection.", runDiag: "Run diagnostics",
     colCheck: "Check", colSent: "Sent", colExpected: "Expected", colGot: "Got", colVerdict: "Verdict", colResult: "Result", colDetail: "Detail", pass: "OK", fail: "Problem", info: "Info",
     diagFull: "Station diagnostics (GET /v1/diagnostics)", diagFallback: "This station does not serve GET /v1/diagnostics: these are the checks the console can make (service, ready, PC/SC, readers, event stream, browser).",
-    conformance: "Conformance", checkConform: "Run on the card in the reader", conformNA: "This station serves no conformance runs (POST /v1/conformance). On the station PC run: sscard conform --profile <profile> [--json]",
+    conformance: "Conformance", checkConform: "Run the checks", conformNoCard: "No card reader holds a card.", conformNA: "This station serves no conformance runs (POST /v1/readers/{id}/conform). On the station PC run: sscard conform --profile <profile> [--json]",
     operations: "Operations", show: "Show", opPh: "Operation id", colOp: "Id", colKind: "Kind", colState: "State", colProgress: "Progress", steps: "Steps",
     audit: "Audit trail", cardId: "Card id", from: "From", to: "To", limit: "Limit", search: "Search", chainCheck: "Check the hash chain",
     colTime: "Time", colOpName: "Operation", colWho: "Token / operator", colSSN: "ID number", colOutcome: "Outcome",
@@ -49,7 +49,7 @@ const TEXT = {
     records: (n) => `${n} records.`,
     refused: "Refused origins and Host headers", refusedIntro: "When a page \"just doesn't work\", look here first: which origins or Host headers the station refused.",
     refresh: "Refresh", refusedNA: "This station does not list refused requests yet (GET /v1/refusals). Look in its log for code ORIGIN_NOT_ALLOWED or HOST_NOT_ALLOWED.",
-    refusedNone: "No refused requests.", colValue: "Value", colPath: "Path", colCount: "Count",
+    refusedNone: "No refused requests.", refusedCount: (n, c) => `${n} kinds of refused request (the last ${c} kinds are kept).`, colCode: "Refused for", colOrigin: "Origin", colHost: "Host", colRequest: "Request", colCount: "Count", colReason: "Why",
     thisBrowser: "This browser", origin: "This page's origin", secure: "Secure context", lna: "Local Network Access permission", language: "Language", station: "Station",
     needToken: "Enter a technician token and sign in.", signedIn: (v) => `Signed in · stationd ${v}`,
     cStation: "Station service", cReady: "Ready", cPCSC: "Smart card service (PC/SC)", cReader: (n) => `Reader ${n}`, cStream: "Event stream", cBrowser: "Browser",
@@ -167,6 +167,7 @@ async function refreshReaders(fresh) {
   tb.replaceChildren();
   const list = rs.readers || [];
   $("readers-empty").hidden = list.length > 0;
+  conformReaders(list);
   for (const r of list) {
     const btn = el("button", T.readCard, "secondary");
     btn.disabled = !r.card_present || r.role !== "card";
@@ -232,13 +233,9 @@ async function runDiagnostics() {
     } catch (e) {
       if (!(e instanceof StationError) || (e.code !== "NOT_FOUND" && e.code !== "METHOD_NOT_ALLOWED")) throw e;
     }
-    if (report) {
-      $("diag-source").textContent = T.diagFull;
-      renderReport(report);
-    } else {
-      $("diag-source").textContent = T.diagFallback;
-    }
+    $("diag-source").textContent = report ? T.diagFull : T.diagFallback;
     await consoleChecks(!!report);
+    if (report) renderReport(report);
   } catch (e) {
     check(T.diagnostics, false, errText(e));
   } finally {
@@ -261,12 +258,12 @@ function renderReport(r) {
     if (!c) continue;
     const id = c.identification || {};
     const files = c.files || [];
-    const filesBad = files.filter((f) => f.sw !== "9000");
+    const filesBad = files.filter((f) => f.answers === false);
     const pin = c.pin ? `PIN ${c.pin.blocked ? "blocked" : c.pin.tries_left}` : c.pin_note || "";
     check(`${T.cCard} · ${rd.name}`, !c.identify_error && !c.atr_error,
       [c.atr, id.profile, id.spec_version, id.algorithm, id.reason, c.identify_error, c.atr_error].filter(Boolean).join(" · "));
     if (c.pin || c.pin_note) check(`PIN · ${rd.name}`, c.pin ? !c.pin.blocked : null, pin);
-    if (files.length) check(`files · ${rd.name}`, filesBad.length === 0, files.map((f) => `${f.name} ${f.sw}`).join(" · "));
+    if (files.length) check(`files · ${rd.name}`, filesBad.length === 0, files.map((f) => `${f.name} ${f.sw}${f.answers === false ? " ✗" : ""}`).join(" · "));
     if (c.latency) {
       const l = c.latency;
       check(`latency · ${rd.name}`, !l.error && l.ok === l.n,
@@ -278,7 +275,8 @@ function renderReport(r) {
     const k = r.keys;
     const bad = (k.keys || []).filter((x) => !x.answers);
     check("keys", k.configured ? bad.length === 0 : null,
-      [k.provider, k.test_keys ? "test keys" : "", k.psam_reader, k.note, ...(k.keys || []).map((x) => `${x.name} ${x.answers ? "✓" : "✗ " + (x.error || "")}`)].filter(Boolean).join(" · "));
+      [k.provider, k.test_keys ? "test keys" : "", k.psam_reader, k.note,
+        ...new Set((k.keys || []).map((x) => `${x.name}${x.algorithm ? " " + x.algorithm : ""} ${x.answers ? "✓" : "✗ " + (x.error || "")}`))].filter(Boolean).join(" · "));
   }
   for (const [name, h] of [["journal", r.journal], ["store", r.store]]) {
     if (!h || h.state === "not checked") continue;
@@ -306,33 +304,56 @@ async function consoleChecks(haveReport) {
   check(T.cBrowser, null, `${location.origin} · secure=${window.isSecureContext} · LNA=${lna} · ${navigator.userAgent.match(/Chrom(e|ium)\/[0-9.]+/)?.[0] || navigator.userAgent}`);
 }
 
-// conformance runs the read-side conformance kit on the card in a reader
-// (POST /v1/conformance, an operation like any card route) and shows one
-// verdict per command with the bytes sent, expected and got.
+// conformance runs the read-side conformance kit on the card in the
+// chosen reader (POST /v1/readers/{id}/conform, an operation like any card
+// route) and shows one verdict per command with the bytes sent, expected
+// and got. The write-side checks are command-line only.
 async function conformance() {
   if (!st) { notice(T.needToken, "info"); return; }
   const out = $("conform");
   out.className = "muted";
-  out.textContent = "…";
   $("conform-table").hidden = true;
+  const readerId = $("conform-reader").value;
+  if (!readerId) { out.textContent = T.conformNoCard; return; }
+  out.textContent = "…";
+  $("run-conform").disabled = true;
   let r;
   try {
-    r = await st.operation("/v1/conformance", {});
+    r = await st.operation(`/v1/readers/${encodeURIComponent(readerId)}/conform`, {});
   } catch (e) {
     out.textContent = e.code === "NOT_FOUND" || e.code === "METHOD_NOT_ALLOWED" ? T.conformNA : errText(e);
     return;
+  } finally {
+    $("run-conform").disabled = false;
   }
   const sum = r.summary || {};
   out.className = r.ok ? "ok" : "bad";
   out.textContent = `${r.profile || ""} · ${r.reader || ""} · pass ${sum.pass ?? "?"} · fail ${sum.fail ?? "?"} · skip ${sum.skip ?? "?"}` +
     ((r.failed || []).length ? ` · ${r.failed.join(", ")}` : "");
+  out.dataset.ok = String(!!r.ok);
   const tb = $("conform-rows");
   tb.replaceChildren();
   for (const c of r.checks || []) {
-    tb.append(row([c.n, c.name, { text: c.command, cls: "mono" }, { text: c.expected, cls: "mono" }, { text: c.got, cls: "mono" },
-      { text: c.verdict, cls: c.verdict === "pass" ? "ok" : c.verdict === "fail" ? "bad" : "muted" }]));
+    const tr = row([c.n, c.name, { text: c.command, cls: "mono" }, { text: c.expected, cls: "mono" }, { text: c.got, cls: "mono" },
+      { text: c.verdict, cls: c.verdict === "pass" ? "ok" : c.verdict === "fail" ? "bad" : "muted" }]);
+    tr.title = c.detail || "";
+    tb.append(tr);
   }
   $("conform-table").hidden = false;
+}
+
+// conformReaders offers the card readers holding a card.
+function conformReaders(list) {
+  const sel = $("conform-reader");
+  const keep = sel.value;
+  sel.replaceChildren();
+  for (const r of list) {
+    if (r.role !== "card" || !r.card_present) continue;
+    const o = el("option", `${r.id} · ${r.profile || r.name}`);
+    o.value = r.id;
+    sel.append(o);
+  }
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
 }
 
 // ---- operations -----------------------------------------------------------
@@ -382,7 +403,7 @@ async function searchAudit() {
   try {
     const { records } = await st.audit({ card: $("a-card").value.trim(), from: $("a-from").value, to: $("a-to").value, limit: Number($("a-limit").value) || undefined });
     for (const r of records || []) {
-      tb.append(row([r.seq, (r.time || "").replace("T", " ").replace(/\..*$/, ""), r.operation, [r.token_name, r.operator].filter(Boolean).join(" / "),
+      tb.append(row([r.seq, fmtTime(r.time), r.operation, [r.token_name, r.operator].filter(Boolean).join(" / "),
         r.reader || "", { text: r.card_id || "", cls: "mono" }, maskSSN(r.ssn_masked || ""), { text: r.outcome, cls: r.outcome === "done" ? "ok" : r.outcome === "failed" ? "bad" : "" }, r.sw || ""]));
     }
     $("chain").textContent = T.records((records || []).length);
@@ -413,13 +434,20 @@ async function refusals() {
     const r = (await st.request("GET", "/v1/refusals")).body;
     const list = r.refusals || [];
     $("refused-table").hidden = list.length === 0;
-    $("refused-state").textContent = list.length ? "" : T.refusedNone;
-    for (const x of list) tb.append(row([x.last || x.time || "", x.kind, { text: x.value, cls: "mono" }, x.path || "", x.count ?? 1]));
+    $("refused-state").textContent = list.length ? T.refusedCount(list.length, r.capacity) : T.refusedNone;
+    for (const x of list) {
+      const tr = row([fmtTime(x.last), { text: x.code === "HOST_NOT_ALLOWED" ? "Host" : "Origin", cls: "bad" }, { text: x.origin || "—", cls: "mono" },
+        { text: x.host, cls: "mono" }, { text: `${x.method} ${x.route}`, cls: "mono" }, x.count, x.reason || ""]);
+      tr.dataset.code = x.code;
+      tb.append(tr);
+    }
   } catch (e) {
     $("refused-table").hidden = true;
     $("refused-state").textContent = e.code === "NOT_FOUND" || e.code === "METHOD_NOT_ALLOWED" ? T.refusedNA : errText(e);
   }
 }
+
+function fmtTime(t) { return (t || "").replace("T", " ").replace(/\..*$/, "").replace(/Z$/, ""); }
 
 async function browserInfo() {
   const dl = $("browser");
