@@ -35,7 +35,7 @@ say "A blank card in reader 0, the PSAM (issuer keys) in reader 1"
 start_card blank-v2
 show "$B/sscard" readers
 show "$B/sscard" atr "$("$B/sscard" readers --json | sed -n 's/.*"atr": "\([0-9A-F]*\)".*/\1/p' | head -1)"
-say "Raw APDUs: SELECT 3F00 (this card OS wants it first), then the social security application (SSSE); the T=0 card answers 61xx"
+say "Raw APDUs: SELECT 3F00, then the social security application (SSSE) by name; the T=0 card answers 61xx and GET RESPONSE brings the answer"
 show "$B/sscard" apdu --reader "$CARD" -v 00A40000023F00 00A404000F7378312E73682EC9E7BBE1B1A3D5CF00
 say "Read the blank card"
 show "$B/sscard" info --reader "$CARD" "${CFG[@]}"
@@ -67,8 +67,6 @@ fails "$B/sscard" info --reader "$CARD" "${CFG[@]}"
 
 say "The journal of multi-step operations"
 show "$B/sscard" journal "${CFG[@]}"
-echo
-echo "Demo done. cardsim's log: .demo/cardsim.log"
 
 # ---------------------------------------------------------------------------
 # stationd: the counter story over HTTP (curl plays the counter software).
@@ -130,3 +128,5 @@ api GET /audit "$ADMIN_TOKEN"
 kill -TERM "$STATIOND_PID"; wait "$STATIOND_PID" 2>/dev/null || true; STATIOND_PID=""
 show "$B/sscard" audit verify --store "$SD/data/station.db"
 echo "stationd's log: $SD/stationd.log"
+echo
+echo "Demo done. cardsim's log: .demo/cardsim.log"

@@ -53,6 +53,10 @@ func cmdPIN(ctx context.Context, env *cli, args []string) error {
 		if confirm, err = sec.read("New PIN again"); err != nil {
 			return err
 		}
+		if confirm == "" {
+			// Issue 8 §9; cardapp refuses it too, but here no card is touched.
+			return usagef("the new PIN was not confirmed (an empty second entry)")
+		}
 	default:
 		return usagef("unknown pin verb %q: retries, verify, change, reload or unblock", sub)
 	}

@@ -447,7 +447,11 @@ func (d *Daemon) unfinished(ctx context.Context, card *pcsc.Card, opts cardapp.O
 // needsKeys reports whether an operation needs the key provider.
 func needsKeys(k service.Kind) bool {
 	switch k {
-	case service.KindRead, service.KindReadFull, service.KindPINTries, service.KindPINVerify, service.KindAPDU:
+	// Reads need the keys when the station has them: iReadCardBas proves
+	// the card genuine (INTERNAL AUTHENTICATE) whenever a key provider is
+	// configured, and a 3.0 card's EF06 waits for RKSSSE (card-reference
+	// §9). Without a provider they read what they can and say so.
+	case service.KindPINTries, service.KindPINVerify, service.KindAPDU:
 		return false
 	}
 	return true

@@ -3,6 +3,7 @@ package browsertest
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
@@ -227,7 +228,8 @@ func TestCounterPageActivatesCard(t *testing.T) {
 func TestCounterPageFromOtherOriginIsRefused(t *testing.T) {
 	allowed := pageServer(t, "127.0.0.2")
 	other := pageServer(t, "127.0.0.3")
-	s := startStation(t, tokenSpec{name: "counter-1", role: "counter", origins: []string{allowed}})
+	s := startStation(t, tokenSpec{name: "counter-1", role: "counter", origins: []string{allowed}},
+		tokenSpec{name: "tech-desk", role: "technician", origins: []string{"SELF"}})
 	sim := newCard(t, "delivered-v2")
 	pcsctest.StartCard(t, sim)
 	b := browser(t)
@@ -254,6 +256,31 @@ func TestCounterPageFromOtherOriginIsRefused(t *testing.T) {
 		t.Fatalf("stationd logged no 403 for the refused origin:\n%s", s.logs())
 	}
 	b.screenshot(t, "counter-refused.png")
+
+	// A page reaching the station by a name it does not answer to (DNS
+	// rebinding) is refused too.
+	req, _ := http.NewRequest("GET", s.base+"/v1/health", nil)
+	req.Host = fmt.Sprintf("rebound.example:%d", s.port)
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusForbidden {
+		t.Fatalf("foreign Host: %v %v", err, res)
+	} else {
+		res.Body.Close()
+	}
+	// The technician sees both refusals in the console.
+	b.do(t, "console: refusals",
+		chromedp.Navigate(s.base+"/console/"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), s.tokens["tech-desk"]),
+		chromedp.Click(chromedp.CSS(`#login button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#who")),
+		chromedp.Click(chromedp.CSS(`[data-tab="access"]`)),
+	)
+	b.waitJS(t, "refused origin listed", fmt.Sprintf(`[...document.querySelectorAll("#refused tr[data-code=ORIGIN_NOT_ALLOWED]")].some(tr => tr.innerText.includes(%q))`, other))
+	b.waitJS(t, "refused Host listed", `[...document.querySelectorAll("#refused tr[data-code=HOST_NOT_ALLOWED]")].some(tr => tr.innerText.includes("rebound.example"))`)
+	if txt := b.text(t, "#refused"); strings.Contains(txt, s.tokens["counter-1"]) {
+		t.Fatal("the refusals show a token")
+	}
+	b.screenshot(t, "console-refusals.png")
 
 	// The default language is Chinese.
 	b.do(t, "open the page in Chinese", chromedp.Navigate(other+"/examples/counter/?lang=zh&station="+url.QueryEscape(s.base)))
