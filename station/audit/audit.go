@@ -57,6 +57,15 @@ const (
 	OutcomeFailed      Outcome = "failed"
 	OutcomeInterrupted Outcome = "interrupted"
 	OutcomeCancelled   Outcome = "cancelled"
+	// OutcomeUnknown is shown (never stored) for a begin entry without
+	// an end entry that this run of the station is not working on: the
+	// station stopped (a crash, kill -9) between the touch and the commit
+	// of its end entry. Ends of operations that answer without an
+	// Idempotency-Key (reads) are committed after the answer, so such a
+	// touch's result was perhaps shown but its end is not recorded. The
+	// chain itself is intact: an entry that was never written breaks
+	// nothing.
+	OutcomeUnknown Outcome = "unknown"
 )
 
 // Entry is one link of the chain.
@@ -126,10 +135,33 @@ type End struct {
 var ErrUnsafe = errors.New("audit: a field looks like a full ID number")
 
 // Log is the audit trail in an open bbolt file.
+//
+// Writes are group-committed: entries (with the caller's own records of
+// the same touch, see CompleteWith) queued while a commit is in progress
+// go into the next one, so concurrent touches share an fsync instead of
+// queueing for one each. A waiting writer returns when its own entry is
+// durable.
 type Log struct {
 	db  *bolt.DB
-	mu  sync.Mutex
 	Now func() time.Time
+
+	mu         sync.Mutex
+	idle       *sync.Cond // signalled when the queue is empty and no commit runs
+	queue      []*write
+	committing bool
+	// open are the begin entries this run wrote and has not completed:
+	// Records shows them "started", other ends missing as "unknown".
+	open map[uint64]bool
+}
+
+// write is one queued entry and what its transaction also writes.
+type write struct {
+	e    Entry
+	also func(*bolt.Tx) error
+	seq  uint64
+	in   bool // the entry is committed (err may still be also's)
+	err  error
+	done chan struct{} // nil: nobody waits (committed after the answer)
 }
 
 // Open prepares the audit buckets in db (the store's file).
@@ -144,7 +176,9 @@ func Open(db *bolt.DB) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: open: %w", err)
 	}
-	return &Log{db: db}, nil
+	l := &Log{db: db, open: map[uint64]bool{}}
+	l.idle = sync.NewCond(&l.mu)
+	return l, nil
 }
 
 func (l *Log) now() time.Time {
@@ -159,55 +193,181 @@ func (l *Log) now() time.Time {
 func (l *Log) Begin(b Begin) (uint64, error) {
 	e := Entry{Phase: PhaseBegin, TokenName: b.TokenName, Role: b.Role, Operator: b.Operator, RequestID: b.RequestID,
 		Reader: b.Reader, Operation: b.Operation, OpID: b.OpID, Outcome: OutcomeStarted}
-	return l.append(e)
+	return l.append(e, nil, true)
 }
 
 // Complete writes the end entry of the touch begun at seq.
 func (l *Log) Complete(seq uint64, end End) error {
+	return l.CompleteWith(seq, end, nil, false)
+}
+
+// CompleteWith writes the end entry of the touch begun at seq in one
+// transaction with also (the caller's own record of the touch, e.g. the
+// stored operation; nil for none), so a touch ends with one commit.
+//
+// With later set it returns at once and the commit follows in the
+// background (Flush waits for it): for touches whose answer needs no
+// durable record. A crash before that commit leaves the begin entry
+// alone, which Records shows as OutcomeUnknown; the chain still verifies.
+// An error from also does not cost the end entry: it is then written on
+// its own and also's error returned (or, later, dropped).
+func (l *Log) CompleteWith(seq uint64, end End, also func(*bolt.Tx) error, later bool) error {
 	e := Entry{Phase: PhaseEnd, Begin: seq, Outcome: end.Outcome, CardID: end.CardID, SSNMasked: end.SSNMasked, SW: end.SW, Code: end.Code}
-	_, err := l.append(e)
+	_, err := l.append(e, also, !later)
 	return err
 }
 
-func (l *Log) append(e Entry) (uint64, error) {
+// Flush waits until every queued entry is committed (or failed).
+func (l *Log) Flush() {
+	l.mu.Lock()
+	for l.committing || len(l.queue) > 0 {
+		l.idle.Wait()
+	}
+	l.mu.Unlock()
+}
+
+// append queues e and, when wait is set, returns once it is committed.
+// The first writer to find no commit running commits the queue; when
+// more arrived meanwhile, a goroutine takes over so the waiter answers
+// as soon as its own entry is durable.
+func (l *Log) append(e Entry, also func(*bolt.Tx) error, wait bool) (uint64, error) {
 	if err := sanitize(&e); err != nil {
 		return 0, err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e.Time = l.now()
-	var seq uint64
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		b, meta := tx.Bucket(bucketAudit), tx.Bucket(bucketMeta)
-		if b == nil || meta == nil {
-			return errors.New("audit buckets missing")
-		}
-		if e.Phase == PhaseEnd && b.Get(key(e.Begin)) == nil {
-			return fmt.Errorf("no begin entry %d", e.Begin)
-		}
-		prev := Genesis
-		if h := meta.Get(keyHead); h != nil {
-			prev = string(h)
-		}
-		n, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		e.Seq, e.Prev = n, prev
-		raw, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(key(n), raw); err != nil {
-			return err
-		}
-		seq = n
-		return meta.Put(keyHead, []byte(hashOf(raw)))
-	})
-	if err != nil {
-		return 0, fmt.Errorf("audit: write: %w", err)
+	w := &write{e: e, also: also}
+	if wait {
+		w.done = make(chan struct{})
 	}
-	return seq, nil
+	l.mu.Lock()
+	w.e.Time = l.now()
+	l.queue = append(l.queue, w)
+	lead := !l.committing
+	l.committing = true
+	l.mu.Unlock()
+	switch {
+	case lead && wait:
+		if l.commitNext() {
+			go l.drain()
+		}
+	case lead:
+		go l.drain()
+	}
+	if !wait {
+		return 0, nil
+	}
+	<-w.done
+	switch {
+	case !w.in:
+		return 0, fmt.Errorf("audit: write: %w", w.err)
+	case w.err != nil:
+		return w.seq, fmt.Errorf("audit: the record written with the entry: %w", w.err)
+	}
+	return w.seq, nil
+}
+
+func (l *Log) drain() {
+	for l.commitNext() {
+	}
+}
+
+// commitNext commits what is queued in one transaction and reports
+// whether more is queued (false: the committer's role is given up).
+func (l *Log) commitNext() bool {
+	l.mu.Lock()
+	batch := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	run := func(ws []*write, withAlso bool) error {
+		return l.db.Update(func(tx *bolt.Tx) error {
+			for _, w := range ws {
+				if err := l.put(tx, w, withAlso); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	err := run(batch, true)
+	for _, w := range batch {
+		w.in, w.err = err == nil, err
+	}
+	if err != nil && len(batch) > 1 {
+		// One failing write must not take the others down: each alone.
+		for _, w := range batch {
+			w.err = run([]*write{w}, true)
+			w.in = w.err == nil
+		}
+	}
+	for _, w := range batch {
+		if !w.in && w.also != nil {
+			// The caller's record may be what failed: the entry goes in
+			// alone, and the caller still hears of the failure.
+			if run([]*write{w}, false) == nil {
+				w.in = true
+			}
+		}
+	}
+	l.mu.Lock()
+	for _, w := range batch {
+		switch {
+		case !w.in:
+		case w.e.Phase == PhaseBegin:
+			l.open[w.seq] = true
+		default:
+			delete(l.open, w.e.Begin)
+		}
+	}
+	more := len(l.queue) > 0
+	if !more {
+		l.committing = false
+		l.idle.Broadcast()
+	}
+	l.mu.Unlock()
+	for _, w := range batch {
+		if w.done != nil {
+			close(w.done)
+		}
+	}
+	return more
+}
+
+// put appends w's entry to the chain inside tx (and w.also when withAlso).
+func (l *Log) put(tx *bolt.Tx, w *write, withAlso bool) error {
+	w.seq = 0
+	e := w.e
+	b, meta := tx.Bucket(bucketAudit), tx.Bucket(bucketMeta)
+	if b == nil || meta == nil {
+		return errors.New("audit buckets missing")
+	}
+	if e.Phase == PhaseEnd && b.Get(key(e.Begin)) == nil {
+		return fmt.Errorf("no begin entry %d", e.Begin)
+	}
+	prev := Genesis
+	if h := meta.Get(keyHead); h != nil {
+		prev = string(h)
+	}
+	n, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	e.Seq, e.Prev = n, prev
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(key(n), raw); err != nil {
+		return err
+	}
+	if err := meta.Put(keyHead, []byte(hashOf(raw))); err != nil {
+		return err
+	}
+	if withAlso && w.also != nil {
+		if err := w.also(tx); err != nil {
+			return err
+		}
+	}
+	w.seq = n
+	return nil
 }
 
 // sanitize keeps full ID numbers out of the trail: a run of 15 or more
@@ -329,14 +489,24 @@ type Query struct {
 }
 
 // Records returns one record per touch, oldest first (newest Limit when
-// Limit is set).
+// Limit is set). Entries still queued are committed first; a touch
+// without an end entry is "started" while this run works on it and
+// "unknown" otherwise (OutcomeUnknown).
 func (l *Log) Records(q Query) ([]Record, error) {
+	l.Flush()
 	var out []Record
 	err := l.db.View(func(tx *bolt.Tx) error {
 		recs, err := records(tx)
 		if err != nil {
 			return err
 		}
+		l.mu.Lock()
+		for i := range recs {
+			if recs[i].Completed == nil && !l.open[recs[i].Seq] {
+				recs[i].Outcome = OutcomeUnknown
+			}
+		}
+		l.mu.Unlock()
 		for _, r := range recs {
 			if q.CardID != "" && !strings.EqualFold(r.CardID, q.CardID) {
 				continue

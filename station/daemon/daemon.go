@@ -286,6 +286,7 @@ func (d *Daemon) handle(ev pcsc.Event) {
 			w.profile = p.Name
 		}
 		w.inserts++
+		w.poke()
 		d.log.Info().Str("event", "card.inserted").Str("reader_id", w.id).Str("profile", w.profile).Msg("card inserted")
 		d.hub.publish(service.EventCardInserted, map[string]any{"reader_id": w.id, "atr": fmt.Sprintf("%X", w.atr), "profile": w.profile})
 		d.checkReadyLocked()
@@ -296,6 +297,7 @@ func (d *Daemon) handle(ev pcsc.Event) {
 		}
 		w.present, w.atr, w.cache, w.profile = false, nil, nil, ""
 		w.gen++
+		w.poke()
 		d.log.Info().Str("event", "card.removed").Str("reader_id", w.id).Msg("card removed")
 		d.hub.publish(service.EventCardRemoved, map[string]any{"reader_id": w.id})
 	case pcsc.ServiceLost:
@@ -342,6 +344,7 @@ func (d *Daemon) stopAll() {
 	}
 	d.mu.Unlock()
 	d.workers.Wait()
+	d.opts.Audit.Flush()
 }
 
 // Readers lists the readers.
@@ -435,17 +438,22 @@ func (d *Daemon) Submit(ctx context.Context, req service.Request) (*service.Oper
 			ReaderID: w.id, Retryable: true, RetryAfter: 2 * time.Second, LegacyCode: -11}
 	}
 	w.pending++
+	now := time.Now().UTC()
+	o := &opState{req: req, w: w, done: make(chan struct{}), begun: make(chan struct{})}
+	o.op = service.Operation{ID: newOpID(), Kind: req.Kind, ReaderID: w.id, State: service.StateQueued, Created: now, Updated: now, JournalOp: req.OpID}
+	// The worker may take the operation while its audit begin entry
+	// commits below: it gets ready (the connection, the card transaction's
+	// start) meanwhile and sends no APDU before begun is closed with the
+	// entry durable (Daemon.begun). From here the worker owns the queue
+	// slot: it ends the operation whatever happens below.
+	w.queue <- o // never blocks: pending reserved a slot
 	d.mu.Unlock()
 
-	now := time.Now().UTC()
-	o := &opState{req: req, w: w, done: make(chan struct{})}
-	o.op = service.Operation{ID: newOpID(), Kind: req.Kind, ReaderID: w.id, State: service.StateQueued, Created: now, Updated: now, JournalOp: req.OpID}
 	seq, err := d.opts.Audit.Begin(audit.Begin{TokenName: req.Caller.TokenName, Role: string(req.Caller.Role), Operator: req.Caller.OperatorID,
 		RequestID: req.Caller.RequestID, Reader: w.id, Operation: string(req.Kind), OpID: o.op.ID})
 	if err != nil {
-		d.mu.Lock()
-		w.pending--
-		d.mu.Unlock()
+		o.beginErr = err
+		close(o.begun) // the worker lets it go: no APDU, no record
 		d.log.Error().Str("event", "audit.unavailable").Str("reader_id", w.id).Str("kind", string(req.Kind)).Msg("audit record not written; operation refused")
 		return nil, &service.Problem{Code: service.CodeAuditUnavailable, Title: "the audit trail cannot be written", Detail: "no card operation starts without its audit record",
 			ReaderID: w.id, Retryable: true, RetryAfter: 5 * time.Second}
@@ -455,17 +463,20 @@ func (d *Daemon) Submit(ctx context.Context, req service.Request) (*service.Oper
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if w.stopped || d.shutting {
-		w.pending--
-		d.completeAuditLocked(o, audit.OutcomeCancelled, "", "", string(service.CodeShuttingDown))
-		if d.shutting {
-			return nil, shuttingDown()
+		// Refused after all: the worker ends it as cancelled (its audit
+		// record says so) without touching the card.
+		o.refusal = shuttingDown()
+		if !d.shutting {
+			o.refusal = &service.Problem{Code: service.CodeReaderNotFound, Title: "the reader went away", ReaderID: w.id, Retryable: true}
 		}
-		return nil, &service.Problem{Code: service.CodeReaderNotFound, Title: "the reader went away", ReaderID: w.id, Retryable: true}
+		close(o.begun)
+		return nil, o.refusal
 	}
 	d.ops[o.op.ID] = o
 	d.opOrder = append(d.opOrder, o.op.ID)
 	d.pruneLocked()
-	w.queue <- o // never blocks: pending reserved a slot
+	// Closed under d.mu: an operation in d.ops has its begin entry.
+	close(o.begun)
 	d.log.Info().Str("event", "operation.queued").Str("op", o.op.ID).Str("kind", string(req.Kind)).Str("reader_id", w.id).
 		Str("request_id", req.Caller.RequestID).Str("token", req.Caller.TokenName).Msg("operation queued")
 	snap := o.snapshot()
@@ -631,6 +642,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	busy := d.busyLocked()
 	d.mu.Unlock()
+	// The end entries committed after their answers are in before the
+	// store closes.
+	d.opts.Audit.Flush()
 	if busy {
 		d.baseCancel()
 		return fmt.Errorf("shutdown: an operation was still running when the grace period ended: %w", ctx.Err())
@@ -668,6 +682,12 @@ type opState struct {
 	req       service.Request
 	w         *worker
 	auditSeq  uint64
+	// begun is closed once Submit has committed the audit begin entry
+	// (auditSeq) or failed to (beginErr), or refused the operation after
+	// it (refusal). Nothing touches the card before.
+	begun    chan struct{}
+	beginErr error
+	refusal  *service.Problem
 	done      chan struct{}
 	cancel    context.CancelFunc
 	cancelled bool
@@ -678,6 +698,34 @@ type opState struct {
 	// job, when set, makes this queue entry a job (diagnostics), not an
 	// operation: no audit record, no operation resource.
 	job *job
+}
+
+// awaitBegin waits until Submit has settled the audit begin entry (not
+// under d.mu: Submit takes it to settle). Jobs have none.
+func (o *opState) awaitBegin() {
+	if o.begun != nil {
+		<-o.begun
+	}
+}
+
+// errNotStarted: the operation may not touch the card (no audit record,
+// or refused after it).
+var errNotStarted = errors.New("the operation was not started")
+
+// begun waits for the operation's audit begin entry: nil when it is
+// durable and the operation stands, so the card may be touched.
+func (d *Daemon) begun(ctx context.Context, o *opState) error {
+	select {
+	case <-o.begun:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if o.beginErr != nil || o.refusal != nil {
+		return errNotStarted
+	}
+	return nil
 }
 
 // snapshot copies the operation (callers hold d.mu).
@@ -692,6 +740,17 @@ func (o *opState) snapshot() service.Operation {
 func (d *Daemon) finishLocked(o *opState, st service.State, result any, p *service.Problem) {
 	if o.op.State.Final() {
 		return
+	}
+	if o.beginErr != nil {
+		// Submit refused it (no audit record): nothing was touched and
+		// nobody waits for it.
+		o.op.State = service.StateFailed
+		close(o.done)
+		d.cond.Broadcast()
+		return
+	}
+	if o.refusal != nil {
+		st, result, p = service.StateCancelled, nil, o.refusal
 	}
 	o.op.State, o.op.Updated = st, time.Now().UTC()
 	o.op.WriteInFlight = false
@@ -721,7 +780,32 @@ func (d *Daemon) finishLocked(o *opState, st service.State, result any, p *servi
 	if p != nil {
 		code, sw = string(p.Code), p.SW
 	}
-	d.completeAuditLocked(o, outcome, "", sw, code)
+	// The touch ends with ONE commit: the audit end entry and the stored
+	// operation (below). The stored snapshot never holds card data: a
+	// read's result (name, ID number) and raw APDU answers stay in memory
+	// only.
+	stored := o.op
+	switch stored.Kind {
+	case service.KindRead, service.KindReadFull, service.KindAPDU, service.KindConform:
+		stored.Result = nil
+	}
+	storeOp := func(tx *bolt.Tx) error {
+		raw, err := json.Marshal(stored)
+		if err != nil {
+			return err
+		}
+		if b := tx.Bucket(bucketOps); b != nil {
+			return b.Put([]byte(stored.ID), raw)
+		}
+		return nil
+	}
+	// An operation that changes the card is committed before its answer
+	// is released (its Idempotency-Key's record is written after it, and
+	// a replay after a crash is answered from this operation). Any other
+	// is committed after the answer: only the audit begin entry is on
+	// its answer's path, and a crash before this commit leaves that begin
+	// entry alone, shown as outcome "unknown", with the chain intact.
+	d.completeAuditLocked(o, outcome, sw, code, storeOp, !o.op.Kind.Writes())
 	evType := service.EventOperationDone
 	data := map[string]any{"operation_id": o.op.ID, "kind": o.op.Kind, "reader_id": o.op.ReaderID, "state": st}
 	if p != nil {
@@ -736,32 +820,22 @@ func (d *Daemon) finishLocked(o *opState, st service.State, result any, p *servi
 	}
 	lg.Str("event", string(evType)).Str("op", o.op.ID).Str("kind", string(o.op.Kind)).Str("reader_id", o.op.ReaderID).
 		Str("state", string(st)).Uint64("apdus", o.apdus.Load()).Str("request_id", o.req.Caller.RequestID).Msg("operation ended")
-	// The stored snapshot never holds card data: a read's result (name,
-	// ID number) and raw APDU answers stay in memory only.
-	stored := o.op
-	switch stored.Kind {
-	case service.KindRead, service.KindReadFull, service.KindAPDU, service.KindConform:
-		stored.Result = nil
-	}
-	if raw, err := json.Marshal(stored); err == nil {
-		_ = d.opts.Store.DB().Update(func(tx *bolt.Tx) error {
-			if b := tx.Bucket(bucketOps); b != nil {
-				return b.Put([]byte(o.op.ID), raw)
-			}
-			return nil
-		})
-	}
 	d.cond.Broadcast()
 }
 
 // completeAuditLocked writes the end entry of the operation's audit record
-// (once). cardID and the masked SSN come from the operation's work.
-func (d *Daemon) completeAuditLocked(o *opState, outcome audit.Outcome, _ string, sw, code string) {
+// (once), in one transaction with also (the stored operation; nil for
+// none); later commits it after the caller goes on (audit.CompleteWith).
+// cardID and the masked SSN come from the operation's work.
+func (d *Daemon) completeAuditLocked(o *opState, outcome audit.Outcome, sw, code string, also func(*bolt.Tx) error, later bool) {
 	if o.audited || o.auditSeq == 0 {
+		if also != nil {
+			_ = d.opts.Store.DB().Update(also)
+		}
 		return
 	}
 	o.audited = true
-	if err := d.opts.Audit.Complete(o.auditSeq, audit.End{Outcome: outcome, CardID: o.cardID, SSNMasked: o.ssnMasked, SW: sw, Code: code}); err != nil {
-		d.log.Error().Str("event", "audit.unavailable").Str("op", o.op.ID).Msg("audit end entry not written")
+	if err := d.opts.Audit.CompleteWith(o.auditSeq, audit.End{Outcome: outcome, CardID: o.cardID, SSNMasked: o.ssnMasked, SW: sw, Code: code}, also, later); err != nil {
+		d.log.Error().Str("event", "audit.unavailable").Str("op", o.op.ID).Msg("audit end entry or stored operation not written")
 	}
 }

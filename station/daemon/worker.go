@@ -42,11 +42,35 @@ type worker struct {
 	askFeatures bool
 
 	pc *pcsc.Context // the worker goroutine's own context
+
+	// held is the connection to the card of insertion heldGen: made when
+	// the card comes in and kept across that insertion's operations, so an
+	// operation starts with its transaction, not with pcscd round trips to
+	// connect. A connection is not a transaction: other programs share the
+	// card meanwhile. held, heldGen and trace belong to the worker's
+	// goroutine alone.
+	held    *pcsc.Card
+	heldGen uint64
+	// trace is the running operation's tracer (the held connection's
+	// trace events go to whichever operation uses it).
+	trace func(pcsc.TraceEvent)
+	// wake tells the worker's goroutine that a card came or went.
+	wake chan struct{}
 }
 
 func newWorker(id, name, role string, queueSize int) *worker {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &worker{id: id, name: name, role: role, queue: make(chan *opState, queueSize+1), ctx: ctx, stop: cancel, done: make(chan struct{})}
+	return &worker{id: id, name: name, role: role, queue: make(chan *opState, queueSize+1), ctx: ctx, stop: cancel, done: make(chan struct{}),
+		wake: make(chan struct{}, 1)}
+}
+
+// poke wakes the worker's goroutine to connect to a new card or let go of
+// a removed one (never blocks: one pending wake is enough).
+func (w *worker) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
 }
 
 // stopWorkerLocked ends a worker: its goroutine fails what is still
@@ -66,13 +90,17 @@ func (d *Daemon) runWorker(w *worker) {
 	defer d.workers.Done()
 	defer close(w.done)
 	defer func() {
+		d.dropHeld(w)
 		if w.pc != nil {
 			_ = w.pc.Release()
 		}
 	}()
 	d.askReaderFeatures(w)
+	d.holdCard(w)
 	for {
 		select {
+		case <-w.wake:
+			d.holdCard(w)
 		case o := <-w.queue:
 			if o.job != nil {
 				d.runJob(w, o.job)
@@ -80,20 +108,29 @@ func (d *Daemon) runWorker(w *worker) {
 			}
 			d.execute(w, o)
 		case <-w.ctx.Done():
-			d.mu.Lock()
+			// Nothing is queued once the context is done (Submit and
+			// enqueueJob check w.stopped under d.mu, set before it ends).
+			var left []*opState
 			for {
 				select {
 				case o := <-w.queue:
-					w.pending--
-					if o.job != nil {
-						close(o.job.done) // its result stays nil: the reader went away
-						continue
-					}
-					d.finishLocked(o, service.StateFailed, nil, &service.Problem{Code: service.CodeReaderNotFound, Title: "the reader went away before the operation started", ReaderID: w.id, Retryable: true})
+					left = append(left, o)
 					continue
 				default:
 				}
 				break
+			}
+			for _, o := range left {
+				o.awaitBegin()
+			}
+			d.mu.Lock()
+			for _, o := range left {
+				w.pending--
+				if o.job != nil {
+					close(o.job.done) // its result stays nil: the reader went away
+					continue
+				}
+				d.finishLocked(o, service.StateFailed, nil, &service.Problem{Code: service.CodeReaderNotFound, Title: "the reader went away before the operation started", ReaderID: w.id, Retryable: true})
 			}
 			d.mu.Unlock()
 			return
@@ -101,18 +138,27 @@ func (d *Daemon) runWorker(w *worker) {
 	}
 }
 
-// execute runs one operation on the worker's goroutine.
+// execute runs one operation on the worker's goroutine. Its audit begin
+// entry may still be committing (Submit): every way out but the card's
+// waits for it, and the card's waits before the first APDU.
 func (d *Daemon) execute(w *worker, o *opState) {
+	finish := func(st service.State, result any, p *service.Problem) {
+		o.awaitBegin()
+		d.mu.Lock()
+		w.busy = false
+		w.pending--
+		d.finishLocked(o, st, result, p)
+		d.mu.Unlock()
+	}
 	d.mu.Lock()
-	if o.op.State.Final() { // cancelled while queued
+	if o.op.State.Final() { // cancelled while queued (so begun)
 		w.pending--
 		d.mu.Unlock()
 		return
 	}
 	if d.shutting {
-		w.pending--
-		d.finishLocked(o, service.StateCancelled, nil, shuttingDown())
 		d.mu.Unlock()
+		finish(service.StateCancelled, nil, shuttingDown())
 		return
 	}
 	w.busy = true
@@ -128,14 +174,6 @@ func (d *Daemon) execute(w *worker, o *opState) {
 	present := w.present
 	d.mu.Unlock()
 	defer cancel()
-
-	finish := func(st service.State, result any, p *service.Problem) {
-		d.mu.Lock()
-		w.busy = false
-		w.pending--
-		d.finishLocked(o, st, result, p)
-		d.mu.Unlock()
-	}
 
 	// A re-read while the card stays in is answered from the cache: 0 APDUs.
 	if cached != nil && (o.req.Kind == service.KindRead || (o.req.Kind == service.KindReadFull && cached.full)) {
@@ -159,7 +197,7 @@ func (d *Daemon) execute(w *worker, o *opState) {
 		return
 	}
 
-	out, err := d.onCard(ctx, w, o, cached)
+	out, err := d.onCard(ctx, w, o, cached, gen)
 
 	d.mu.Lock()
 	if out.cardID != "" {
@@ -180,6 +218,10 @@ func (d *Daemon) execute(w *worker, o *opState) {
 	}
 	d.mu.Unlock()
 
+	if errors.Is(err, errNotStarted) {
+		finish(service.StateCancelled, nil, nil) // finishLocked knows why
+		return
+	}
 	if err != nil {
 		p := problemFor(err, w.id)
 		st := service.StateFailed
@@ -202,30 +244,41 @@ func (d *Daemon) execute(w *worker, o *opState) {
 	finish(service.StateDone, out.result, nil)
 }
 
-// onCard connects (establishing the worker's context when needed), runs
-// the work in one transaction and lets the card go; the card is reset
-// when the operation verified a PIN or wrote.
-func (d *Daemon) onCard(ctx context.Context, w *worker, o *opState, cached *cardInfo) (workOut, error) {
-	if err := d.ensureContext(w); err != nil {
-		return workOut{}, err
-	}
+// onCard runs the work in one transaction on the insertion's held
+// connection (connecting when there is none, establishing the worker's
+// context when needed); the card is reset when the operation verified a
+// PIN or wrote. The connection is kept for the insertion's next
+// operation when this one succeeded, and let go otherwise.
+func (d *Daemon) onCard(ctx context.Context, w *worker, o *opState, cached *cardInfo, gen uint64) (workOut, error) {
 	var wire *conform.Wire
 	if o.req.Kind == service.KindConform {
 		wire = &conform.Wire{}
 	}
-	tracer := func(ev pcsc.TraceEvent) {
-		w.apdus.Add(1)
+	w.trace = func(ev pcsc.TraceEvent) {
 		o.apdus.Add(1)
 		if wire != nil {
 			wire.Trace(ev)
 		}
 	}
-	card, err := w.pc.Connect(ctx, w.name, pcsc.ConnectOptions{Share: pcsc.ShareShared, Protocols: pcsc.ProtocolAny, OnClose: pcsc.LeaveCard, Tracer: tracer})
+	defer func() { w.trace = nil }()
+	card, reused, err := d.cardOf(ctx, w, gen)
 	if err != nil {
-		d.dropContextOn(w, err)
 		return workOut{}, err
 	}
-	defer card.Close()
+	keep := false
+	defer func() {
+		if card == nil { // a new connection failed after a stale one
+			return
+		}
+		if keep && w.role == RoleCard {
+			w.held, w.heldGen = card, gen
+			return
+		}
+		if w.held == card {
+			w.held = nil
+		}
+		_ = card.Close()
+	}()
 	d.mu.Lock()
 	ask := !w.askFeatures
 	w.askFeatures = true
@@ -243,6 +296,10 @@ func (d *Daemon) onCard(ctx context.Context, w *worker, o *opState, cached *card
 	// runs without them otherwise.
 	optional := o.req.Kind == service.KindConform
 	if kp == nil && needsKeys(o.req.Kind) && d.opts.PSAM != nil {
+		// The PSAM is a card too: touched only once the record is in.
+		if err := d.begun(ctx, o); err != nil {
+			return workOut{}, err
+		}
 		name := d.psamReaderName()
 		var pcard *pcsc.Card
 		var err error
@@ -265,18 +322,120 @@ func (d *Daemon) onCard(ctx context.Context, w *worker, o *opState, cached *card
 	ctx = cardapp.WithProgress(ctx, progress)
 	ctx = context.WithValue(ctx, extrasKey{}, &opExtras{progress: progress, wire: wire})
 	var out workOut
-	err = card.Transaction(ctx, func(ctx context.Context) error {
-		if resetsCard(o.req.Kind) {
-			card.ResetAtEnd()
+	run := func(card *pcsc.Card) error {
+		return card.Transaction(ctx, func(ctx context.Context) error {
+			// The transaction opened while the audit begin entry was
+			// committing; the first APDU waits for it.
+			if err := d.begun(ctx, o); err != nil {
+				return err
+			}
+			if resetsCard(o.req.Kind) {
+				card.ResetAtEnd()
+			}
+			var werr error
+			out, werr = d.cardWork(ctx, card, w, o.req, kp, cached)
+			return werr
+		})
+	}
+	before := o.apdus.Load()
+	err = run(card)
+	if err != nil && reused && o.apdus.Load() == before && staleConnection(err) {
+		// The held connection went stale before any APDU (the card was
+		// pulled and put back, pcscd restarted, a driver reset it):
+		// nothing reached the card, so a new connection runs it.
+		w.held = nil
+		_ = card.Close()
+		if card, err = d.connect(ctx, w); err == nil {
+			err = run(card)
 		}
-		var werr error
-		out, werr = d.cardWork(ctx, card, w, o.req, kp, cached)
-		return werr
-	})
+	}
 	if err != nil {
 		d.dropContextOn(w, err)
+		return out, err
 	}
-	return out, err
+	keep = true
+	return out, nil
+}
+
+// connectOptions are the card connections' options: shared (other
+// programs may use the card between our transactions), the card left as
+// it is at disconnect, trace events to the running operation.
+func (d *Daemon) connectOptions(w *worker) pcsc.ConnectOptions {
+	return pcsc.ConnectOptions{Share: pcsc.ShareShared, Protocols: pcsc.ProtocolAny, OnClose: pcsc.LeaveCard, Tracer: func(ev pcsc.TraceEvent) {
+		w.apdus.Add(1)
+		if w.trace != nil {
+			w.trace(ev)
+		}
+	}}
+}
+
+// connect makes a new connection to the worker's card.
+func (d *Daemon) connect(ctx context.Context, w *worker) (*pcsc.Card, error) {
+	if err := d.ensureContext(w); err != nil {
+		return nil, err
+	}
+	card, err := w.pc.Connect(ctx, w.name, d.connectOptions(w))
+	if err != nil {
+		d.dropContextOn(w, err)
+		return nil, err
+	}
+	return card, nil
+}
+
+// cardOf is the connection an operation on insertion gen runs on: the
+// held one (reused) when it belongs to that insertion, else a new one.
+func (d *Daemon) cardOf(ctx context.Context, w *worker, gen uint64) (card *pcsc.Card, reused bool, err error) {
+	if w.held != nil && w.heldGen == gen {
+		return w.held, true, nil
+	}
+	d.dropHeld(w)
+	card, err = d.connect(ctx, w)
+	return card, false, err
+}
+
+// holdCard, on the worker's goroutine when a card came or went, lets go
+// of a connection to a card no longer in the reader and connects to the
+// one now in it, so that its first operation finds the connection made.
+// A failure is left to the first operation (which connects again and
+// reports it).
+func (d *Daemon) holdCard(w *worker) {
+	d.mu.Lock()
+	present, gen, stopping := w.present, w.gen, w.stopped || d.shutting
+	d.mu.Unlock()
+	if w.held != nil && w.heldGen != gen {
+		d.dropHeld(w)
+	}
+	if !present || stopping || w.held != nil || w.role != RoleCard {
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
+	defer cancel()
+	if card, err := d.connect(ctx, w); err == nil {
+		w.held, w.heldGen = card, gen
+	}
+}
+
+// dropHeld closes the held connection (the card is left as it is).
+func (d *Daemon) dropHeld(w *worker) {
+	if w.held != nil {
+		_ = w.held.Close()
+		w.held = nil
+	}
+}
+
+// staleConnection: the error says the connection, not the operation,
+// failed (the card it was made to is gone or reset, or the service went
+// away and came back).
+func staleConnection(err error) bool {
+	var pe *pcsc.Error
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Kind {
+	case pcsc.KindCardRemoved, pcsc.KindNoCard, pcsc.KindCardReset, pcsc.KindServiceGone, pcsc.KindReaderGone:
+		return true
+	}
+	return false
 }
 
 // ensureContext establishes the worker's PC/SC context when it has none
