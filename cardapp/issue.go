@@ -73,13 +73,33 @@ func progressOf(ctx context.Context) Progress {
 	return func(int, int, string) {}
 }
 
+// StepProgress hears each step with its stable ID as well as its name:
+// the daemon shows operation steps by ID, so that an integrator's code
+// does not depend on the wording.
+type StepProgress func(index, total int, st Step)
+
+type stepProgressKey struct{}
+
+// WithStepProgress attaches a step-progress callback to ctx.
+func WithStepProgress(ctx context.Context, p StepProgress) context.Context {
+	return context.WithValue(ctx, stepProgressKey{}, p)
+}
+
+// announce tells both kinds of listener that a step starts.
+func announce(ctx context.Context, idx, total int, st Step) {
+	progressOf(ctx)(idx, total, st.Name)
+	if p, ok := ctx.Value(stepProgressKey{}).(StepProgress); ok {
+		p(idx, total, st)
+	}
+}
+
 // Step is one recorded step: a stable ID the journal matches on, and the
 // name people read.
 type Step struct{ ID, Name string }
 
 // runStep executes one recorded step.
 func runStep(ctx context.Context, j Steps, idx, total int, st Step, fn func() (string, error)) error {
-	progressOf(ctx)(idx, total, st.Name)
+	announce(ctx, idx, total, st)
 	// A cancel (Ctrl-C, SIGTERM) between steps stops before the next one
 	// is recorded or sent.
 	if err := ctx.Err(); err != nil {
@@ -107,6 +127,7 @@ var (
 	StepFinalize      = Step{"finalize", "finalize (lock personalization)"}
 	StepUnblockApp    = Step{"transport-unlock", "release transport lock"}
 	StepSetPIN        = Step{"pin:change-initial", "set holder PIN"}
+	StepReadBasicInfo = Step{"read:basic-info", "read basic info"}
 )
 
 // StepBlock is the step of a block of that kind.
@@ -208,7 +229,7 @@ func (a *App) personalize(ctx context.Context, req *PersonalizeRequest, lock boo
 // finished it: the card refuses a second one (6985).
 func (a *App) finalizeStep(ctx context.Context, j Steps, idx, total int) error {
 	if j.Done(StepFinalize.ID) {
-		progressOf(ctx)(idx, total, StepFinalize.Name+" (done in an earlier attempt)")
+		announce(ctx, idx, total, Step{StepFinalize.ID, StepFinalize.Name + " (done in an earlier attempt)"})
 		return nil
 	}
 	return runStep(ctx, j, idx, total, StepFinalize, func() (string, error) { return a.finalizeOnce(ctx, j) })
@@ -404,7 +425,7 @@ func (a *App) activate(ctx context.Context, newPIN, confirm string, j Steps) (*A
 			// iReadCardBas (card-reference §9): with keys configured, as
 			// activation requires, it ends with INTERNAL AUTHENTICATE, so
 			// the internal_authenticate step does not send another.
-			progressOf(ctx)(idx, len(steps), "read basic info")
+			announce(ctx, idx, len(steps), StepReadBasicInfo)
 			if _, err := a.readInfo(ctx, false); err != nil {
 				return nil, fmt.Errorf("step %d (read basic info): %w", idx, err)
 			}

@@ -52,8 +52,11 @@ func auditVerb(ctx context.Context, env *cli, args []string) error {
 	switch sub {
 	case "verify":
 		n, err := audit.Verify(st.DB())
+		// A begin entry without its end: the station stopped before the
+		// end was committed (ends of reads are committed after the answer).
+		unknown, _ := audit.Unfinished(st.DB())
 		if *asJSON {
-			res := map[string]any{"store": path, "entries": n, "ok": err == nil}
+			res := map[string]any{"store": path, "entries": n, "ok": err == nil, "outcome_unknown": unknown}
 			var be *audit.BreakError
 			if errors.As(err, &be) {
 				res["broken_at"] = be.Seq
@@ -68,6 +71,9 @@ func auditVerb(ctx context.Context, env *cli, args []string) error {
 			return err
 		}
 		fmt.Fprintf(env.stdout, "audit trail intact: %d entries, every hash links to the entry before\n", n)
+		if unknown > 0 {
+			fmt.Fprintf(env.stdout, "%d card touches have no end entry: outcome unknown (the station stopped before recording how they ended)\n", unknown)
+		}
 		return nil
 	default:
 		w := env.stdout

@@ -190,7 +190,11 @@ func (s *server) cardOp(w http.ResponseWriter, r *http.Request, rt *Route) {
 			s.log.Error().Err(err).Msg("idempotency store")
 		}
 	}
+	// The whole answer leaves now (a known length, flushed): the
+	// request's log line and metrics are written after it.
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	writeRaw(w, status, h, b)
+	_ = http.NewResponseController(w).Flush()
 }
 
 // storedBody keeps raw APDU results out of the store (a READ RECORD

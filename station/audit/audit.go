@@ -144,11 +144,17 @@ var ErrUnsafe = errors.New("audit: a field looks like a full ID number")
 type Log struct {
 	db  *bolt.DB
 	Now func() time.Time
+	// OnLaterError hears of an entry committed after its caller went on
+	// (CompleteWith later) that could not be written (set before use).
+	OnLaterError func(begin uint64, err error)
 
 	mu         sync.Mutex
 	idle       *sync.Cond // signalled when the queue is empty and no commit runs
 	queue      []*write
 	committing bool
+	// delayed is the pending start of a commit of entries nobody waits
+	// for (laterDelay): a waiting writer or Flush takes it over at once.
+	delayed *time.Timer
 	// open are the begin entries this run wrote and has not completed:
 	// Records shows them "started", other ends missing as "unknown".
 	open map[uint64]bool
@@ -217,9 +223,27 @@ func (l *Log) CompleteWith(seq uint64, end End, also func(*bolt.Tx) error, later
 	return err
 }
 
+// laterDelay is how long the commit of entries nobody waits for waits.
+const laterDelay = 2 * time.Millisecond
+
+// takeDelayedLocked cancels the delayed commit, if it has not started:
+// the caller then commits the queue (it is the committer).
+func (l *Log) takeDelayedLocked() bool {
+	if l.delayed == nil || !l.delayed.Stop() {
+		return false
+	}
+	l.delayed = nil
+	return true
+}
+
 // Flush waits until every queued entry is committed (or failed).
 func (l *Log) Flush() {
 	l.mu.Lock()
+	if l.takeDelayedLocked() {
+		l.mu.Unlock()
+		l.drain()
+		l.mu.Lock()
+	}
 	for l.committing || len(l.queue) > 0 {
 		l.idle.Wait()
 	}
@@ -241,15 +265,20 @@ func (l *Log) append(e Entry, also func(*bolt.Tx) error, wait bool) (uint64, err
 	l.mu.Lock()
 	w.e.Time = l.now()
 	l.queue = append(l.queue, w)
-	lead := !l.committing
+	lead := !l.committing || (wait && l.takeDelayedLocked())
 	l.committing = true
+	if lead && !wait {
+		// Nobody waits: the commit starts a moment later, so the answer
+		// it follows leaves first, and it may ride on the next commit.
+		l.delayed = time.AfterFunc(laterDelay, func() {
+			l.mu.Lock()
+			l.delayed = nil
+			l.mu.Unlock()
+			l.drain()
+		})
+	}
 	l.mu.Unlock()
-	switch {
-	case lead && wait:
-		if l.commitNext() {
-			go l.drain()
-		}
-	case lead:
+	if lead && wait && l.commitNext() {
 		go l.drain()
 	}
 	if !wait {
@@ -324,8 +353,11 @@ func (l *Log) commitNext() bool {
 	}
 	l.mu.Unlock()
 	for _, w := range batch {
-		if w.done != nil {
+		switch {
+		case w.done != nil:
 			close(w.done)
+		case w.err != nil && l.OnLaterError != nil:
+			l.OnLaterError(w.e.Begin, w.err)
 		}
 	}
 	return more
@@ -608,6 +640,24 @@ func Verify(db *bolt.DB) (int, error) {
 			}
 		}
 		return nil
+	})
+	return n, err
+}
+
+// Unfinished counts the touches whose begin entry has no end entry. Read
+// from a stopped station's file (sscard audit verify), each is a touch of
+// unknown outcome (OutcomeUnknown): the station stopped between the touch
+// and the commit of its end. The chain is not broken by them.
+func Unfinished(db *bolt.DB) (int, error) {
+	n := 0
+	err := db.View(func(tx *bolt.Tx) error {
+		recs, err := records(tx)
+		for _, r := range recs {
+			if r.Completed == nil {
+				n++
+			}
+		}
+		return err
 	})
 	return n, err
 }

@@ -143,6 +143,12 @@ func New(opts Options) (*Daemon, error) {
 		}
 	}
 	d := &Daemon{opts: opts, log: opts.Logger, hub: newHub(1024), readers: map[string]*worker{}, ops: map[string]*opState{}, readyCh: make(chan struct{})}
+	if opts.Audit.OnLaterError == nil {
+		opts.Audit.OnLaterError = func(begin uint64, _ error) {
+			d.log.Error().Str("event", "audit.unavailable").Uint64("audit_begin", begin).
+				Msg("audit end entry or stored operation not written (committed after the answer)")
+		}
+	}
 	d.cond = sync.NewCond(&d.mu)
 	d.base, d.baseCancel = context.WithCancel(context.Background())
 	d.prune(time.Now())
@@ -559,6 +565,8 @@ func (d *Daemon) Wait(ctx context.Context, id string) (*service.Operation, error
 	}
 	select {
 	case <-o.done:
+		s := o.final // written before done was closed, never after
+		return &s, nil
 	case <-ctx.Done():
 	}
 	d.mu.Lock()
@@ -678,17 +686,18 @@ func newOpID() string { return "op-" + journal.NewOpID() }
 
 // opState is one operation and what runs it.
 type opState struct {
-	op        service.Operation
-	req       service.Request
-	w         *worker
-	auditSeq  uint64
+	op       service.Operation
+	req      service.Request
+	w        *worker
+	auditSeq uint64
 	// begun is closed once Submit has committed the audit begin entry
 	// (auditSeq) or failed to (beginErr), or refused the operation after
 	// it (refusal). Nothing touches the card before.
-	begun    chan struct{}
-	beginErr error
-	refusal  *service.Problem
+	begun     chan struct{}
+	beginErr  error
+	refusal   *service.Problem
 	done      chan struct{}
+	final     service.Operation // the snapshot once done is closed
 	cancel    context.CancelFunc
 	cancelled bool
 	apdus     atomic.Uint64
@@ -766,7 +775,6 @@ func (d *Daemon) finishLocked(o *opState, st service.State, result any, p *servi
 		}
 	}
 	o.op.Problem = p
-	close(o.done)
 	outcome := audit.OutcomeDone
 	switch st {
 	case service.StateFailed:
@@ -813,6 +821,11 @@ func (d *Daemon) finishLocked(o *opState, st service.State, result any, p *servi
 		data["code"] = p.Code
 	}
 	d.hub.publish(evType, data)
+	// The answer may go now (Wait reads final without d.mu): its audit
+	// end and stored operation are committed when it changed the card,
+	// queued otherwise.
+	o.final = o.snapshot()
+	close(o.done)
 	d.metrics.observe(&o.op)
 	lg := d.log.Info()
 	if p != nil {

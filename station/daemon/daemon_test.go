@@ -283,7 +283,9 @@ func TestAuditUnavailable(t *testing.T) {
 	if problemCode(err) != service.CodeAuditUnavailable {
 		t.Fatalf("submit without an audit trail: %v", err)
 	}
-	time.Sleep(0) // nothing was queued: no goroutine to wait for
+	// The worker may have taken the operation while the begin entry was
+	// being written (it readies the card meanwhile): count once it let go.
+	waitWorker(t, b.d, id, "idle", func(r *service.Reader) bool { return !r.Busy && r.QueueLength == 0 })
 	if n := sim.APDUCount() - before; n != 0 {
 		t.Fatalf("%d APDUs reached the card without an audit record", n)
 	}

@@ -96,17 +96,26 @@ func (d *Daemon) runWorker(w *worker) {
 		}
 	}()
 	d.askReaderFeatures(w)
+	// The held connection is let go after holdIdle without an operation,
+	// so another program may then have the card to itself (an exclusive
+	// connection) while stationd runs.
+	idle := time.NewTimer(holdIdle)
+	defer idle.Stop()
 	d.holdCard(w)
 	for {
 		select {
 		case <-w.wake:
 			d.holdCard(w)
+			idle.Reset(holdIdle)
+		case <-idle.C:
+			d.dropHeld(w)
 		case o := <-w.queue:
 			if o.job != nil {
 				d.runJob(w, o.job)
 				continue
 			}
 			d.execute(w, o)
+			idle.Reset(holdIdle)
 		case <-w.ctx.Done():
 			// Nothing is queued once the context is done (Submit and
 			// enqueueJob check w.stopped under d.mu, set before it ends).
@@ -392,6 +401,10 @@ func (d *Daemon) cardOf(ctx context.Context, w *worker, gen uint64) (card *pcsc.
 	card, err = d.connect(ctx, w)
 	return card, false, err
 }
+
+// holdIdle is how long a held connection outlives its insertion's last
+// operation (or the insertion itself).
+const holdIdle = 15 * time.Second
 
 // holdCard, on the worker's goroutine when a card came or went, lets go
 // of a connection to a card no longer in the reader and connects to the
