@@ -2,7 +2,7 @@
 # Installs the system packages the station needs on Debian, once: pcscd and
 # its client library, the vsmartcard virtual reader driver, and pcsc-tools.
 set -euo pipefail
-pkgs=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools gcc make chromium)
+pkgs=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools gcc make chromium fonts-wqy-microhei)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

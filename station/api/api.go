@@ -23,6 +23,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"ssstation/station/service"
+	"ssstation/web"
 )
 
 // DefaultPort is the documented port of stationd.
@@ -166,6 +167,10 @@ func Server(addr string, h http.Handler) *http.Server {
 func (s *server) router() http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.logRequests, s.markTestKeys, s.checkHost)
+	// The browser files (SDK, console, example page), behind the same Host check.
+	for _, p := range []string{"/sdk/*", "/console", "/console/*", "/examples/*"} {
+		r.Handle(p, web.Handler())
+	}
 	methods := map[string][]string{}
 	for _, rt := range routeTable {
 		methods[rt.Pattern] = append(methods[rt.Pattern], rt.Method)

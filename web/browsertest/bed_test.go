@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,15 +36,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	stationdBin = filepath.Join(dir, "stationd")
-	args := []string{"build", "-o", stationdBin}
-	if ov, err := webOverlay(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	} else if ov != "" {
-		args = append(args, "-overlay", ov)
-	}
-	args = append(args, "ssstation/cmd/stationd")
-	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", stationdBin, "ssstation/cmd/stationd").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build stationd: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
@@ -398,40 +389,6 @@ func saveArtifact(t *testing.T, name string, data []byte) string {
 	}
 	t.Logf("artifact: %s", p)
 	return p
-}
-
-// webOverlay: until station/api mounts web.Handler, the test build mounts
-// it through a go build -overlay of api.go (the tree is not touched).
-// TEMPORARY: removed once the router serves /console itself.
-func webOverlay(dir string) (string, error) {
-	src := filepath.Join("..", "..", "station", "api", "api.go")
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return "", err
-	}
-	s := string(b)
-	if strings.Contains(s, "ssstation/web") {
-		return "", nil
-	}
-	imp := "\t\"ssstation/station/service\"\n"
-	use := regexp.MustCompile(`(?m)^\tr\.Use\(.*\)\n`)
-	if !strings.Contains(s, imp) || !use.MatchString(s) {
-		return "", fmt.Errorf("webOverlay: station/api/api.go changed shape; mount web.Handler there")
-	}
-	s = strings.Replace(s, imp, imp+"\t\"ssstation/web\"\n", 1)
-	loc := use.FindStringIndex(s)
-	s = s[:loc[1]] + "\tfor _, p := range []string{\"/sdk/*\", \"/console\", \"/console/*\", \"/examples/*\"} {\n\t\tr.Handle(p, web.Handler())\n\t}\n" + s[loc[1]:]
-	patched := filepath.Join(dir, "api.go")
-	if err := os.WriteFile(patched, []byte(s), 0o644); err != nil {
-		return "", err
-	}
-	abs, err := filepath.Abs(src)
-	if err != nil {
-		return "", err
-	}
-	ov, _ := json.Marshal(map[string]any{"Replace": map[string]string{abs: patched}})
-	p := filepath.Join(dir, "overlay.json")
-	return p, os.WriteFile(p, ov, 0o644)
 }
 
 // eval evaluates a JavaScript expression that yields a string.
