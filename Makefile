@@ -24,6 +24,7 @@ build: deps
 # Test artifacts (the browser tests' screenshots) are kept in test-artifacts/.
 test: pcscd
 	$(GO) vet ./...
+	mkdir -p $(CURDIR)/test-artifacts
 	$(GO) test -race -count=1 -timeout 30m -artifacts -outputdir $(CURDIR)/test-artifacts ./...
 
 # The suite N times in a row (default 5), to prove it does not flake:

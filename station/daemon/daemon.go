@@ -467,8 +467,8 @@ func (d *Daemon) Submit(ctx context.Context, req service.Request) (*service.Oper
 	o.auditSeq = seq
 
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if w.stopped || d.shutting {
+		defer d.mu.Unlock()
 		// Refused after all: the worker ends it as cancelled (its audit
 		// record says so) without touching the card.
 		o.refusal = shuttingDown()
@@ -483,9 +483,10 @@ func (d *Daemon) Submit(ctx context.Context, req service.Request) (*service.Oper
 	d.pruneLocked()
 	// Closed under d.mu: an operation in d.ops has its begin entry.
 	close(o.begun)
+	snap := o.snapshot()
+	d.mu.Unlock()
 	d.log.Info().Str("event", "operation.queued").Str("op", o.op.ID).Str("kind", string(req.Kind)).Str("reader_id", w.id).
 		Str("request_id", req.Caller.RequestID).Str("token", req.Caller.TokenName).Msg("operation queued")
-	snap := o.snapshot()
 	return &snap, nil
 }
 
@@ -729,8 +730,7 @@ func (d *Daemon) begun(ctx context.Context, o *opState) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	// beginErr and refusal are written before begun is closed.
 	if o.beginErr != nil || o.refusal != nil {
 		return errNotStarted
 	}
