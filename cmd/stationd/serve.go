@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	bolt "go.etcd.io/bbolt"
 
 	"ssstation/cardapp/keys"
 	psamhost "ssstation/cardapp/keys/psam"
@@ -109,7 +110,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		tokens = append(tokens, api.TokenRecord{Name: t.Name, Role: service.Role(t.Role), Hash: t.Hash, Origins: t.Origins})
 	}
 	h, err := api.New(api.Options{Station: d, DB: st.DB(), Tokens: tokens, Port: port, Logger: log, Version: version,
-		Registry: reg, Gatherer: reg, Audit: auditQuery(auditLog), TestKeys: s.cfg.TestKeys()})
+		Registry: reg, Gatherer: reg, Audit: auditQuery(auditLog), AuditVerify: auditVerify(auditLog, st.DB()), TestKeys: s.cfg.TestKeys()})
 	if err != nil {
 		ln.Close()
 		return err
@@ -176,6 +177,28 @@ func retentionDays(days int) time.Duration {
 		return -1
 	}
 	return time.Duration(days) * 24 * time.Hour
+}
+
+// auditVerify adapts the chain check to the API's GET /v1/audit/verify.
+// Entries committed after the answer are flushed first, so the check sees
+// every touch the station has answered.
+func auditVerify(l *audit.Log, db *bolt.DB) api.AuditVerify {
+	return func(ctx context.Context) (*api.AuditCheck, error) {
+		l.Flush()
+		n, err := audit.Verify(db)
+		c := &api.AuditCheck{OK: err == nil, Entries: n}
+		var be *audit.BreakError
+		switch {
+		case errors.As(err, &be):
+			c.Break = &api.AuditBreak{Seq: be.Seq, Reason: be.Reason}
+		case err != nil:
+			return nil, err
+		}
+		if c.OutcomeUnknown, err = audit.Unfinished(db); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
 }
 
 // auditQuery adapts the audit trail to the API's GET /v1/audit.

@@ -50,6 +50,24 @@ type AuditFilter struct {
 // Records are returned as stored (SSN already masked there).
 type AuditQuery func(ctx context.Context, f AuditFilter) ([]json.RawMessage, error)
 
+// AuditCheck is the answer of GET /v1/audit/verify.
+type AuditCheck struct {
+	OK             bool        `json:"ok"`
+	Entries        int         `json:"entries"`
+	OutcomeUnknown int         `json:"outcome_unknown"`
+	Break          *AuditBreak `json:"break,omitempty"`
+}
+
+// AuditBreak names the first entry where the chain does not hold.
+type AuditBreak struct {
+	Seq    uint64 `json:"seq"`
+	Reason string `json:"reason"`
+}
+
+// AuditVerify checks the audit trail's chain; the daemon adapts
+// station/audit to it.
+type AuditVerify func(ctx context.Context) (*AuditCheck, error)
+
 // Options configure the handler.
 type Options struct {
 	Station service.Station
@@ -65,6 +83,8 @@ type Options struct {
 	Registry prometheus.Registerer
 	Gatherer prometheus.Gatherer
 	Audit    AuditQuery
+	// AuditVerify serves GET /v1/audit/verify (the console's chain check).
+	AuditVerify AuditVerify
 	// Heartbeat of the event stream (default 15 s) and the clock
 	// (default time.Now); tests set them.
 	Heartbeat time.Duration
@@ -81,14 +101,16 @@ type server struct {
 	log     zerolog.Logger
 	version string
 	audit   AuditQuery
-	idem    *idemStore
-	owners  *ownerStore
-	tickets *ticketStore
-	metrics *httpMetrics
-	gather  prometheus.Gatherer
-	beat    time.Duration
-	now     func() time.Time
-	openapi []byte
+	// auditVerify checks the chain (nil: not configured).
+	auditVerify AuditVerify
+	idem        *idemStore
+	owners      *ownerStore
+	tickets     *ticketStore
+	metrics     *httpMetrics
+	gather      prometheus.Gatherer
+	beat        time.Duration
+	now         func() time.Time
+	openapi     []byte
 	// refusals: the recent refused origins and Host headers.
 	refusals *refusalRing
 	testKeys bool
@@ -113,7 +135,7 @@ func New(o Options) (http.Handler, error) {
 	}
 	s := &server{
 		st: o.Station, tokens: ts, port: o.Port, log: o.Logger, version: o.Version,
-		audit: o.Audit, beat: o.Heartbeat, now: o.Now, gather: o.Gatherer, testKeys: o.TestKeys,
+		audit: o.Audit, auditVerify: o.AuditVerify, beat: o.Heartbeat, now: o.Now, gather: o.Gatherer, testKeys: o.TestKeys,
 	}
 	if s.beat <= 0 {
 		s.beat = Heartbeat

@@ -149,6 +149,19 @@ func bearer(r *http.Request) (string, bool) {
 	return strings.TrimSpace(h[len(p):]), true
 }
 
+// ownOrigin reports whether origin is this station's own (a page it serves
+// itself, the console: http://127.0.0.1:port, http://localhost:port or
+// http://[::1]:port). Every token may be used from there: those pages are
+// the station's embedded files, and a token still has to be typed in.
+func (s *server) ownOrigin(origin string) bool {
+	p := strconv.Itoa(s.port)
+	switch origin {
+	case "http://127.0.0.1:" + p, "http://localhost:" + p, "http://[::1]:" + p:
+		return true
+	}
+	return false
+}
+
 func (rec TokenRecord) allowsOrigin(origin string) bool {
 	for _, o := range rec.Origins {
 		if o == origin {

@@ -298,8 +298,11 @@ type healthBody struct {
 // health tells a page "service here" and whether its origin is allowed
 // for some token, nothing more.
 func (s *server) health(w http.ResponseWriter, r *http.Request, _ *Route) {
+	// No Origin: not a cross-origin browser request (a same-origin GET, a
+	// desktop program), so nothing stands in its way.
 	o := r.Header.Get("Origin")
-	writeJSON(w, http.StatusOK, healthBody{OK: true, Version: s.version, OriginAllowed: o != "" && s.tokens.anyOrigins[o], TestKeys: s.testKeys})
+	allowed := o == "" || s.tokens.anyOrigins[o] || s.ownOrigin(o)
+	writeJSON(w, http.StatusOK, healthBody{OK: true, Version: s.version, OriginAllowed: allowed, TestKeys: s.testKeys})
 }
 
 func (s *server) ready(w http.ResponseWriter, r *http.Request, _ *Route) {
@@ -354,6 +357,20 @@ func parseTime(v string) (time.Time, bool) {
 		return t, true
 	}
 	return time.Time{}, false
+}
+
+// auditVerifyChain walks the audit trail's hash chain for the console.
+func (s *server) auditVerifyChain(w http.ResponseWriter, r *http.Request, _ *Route) {
+	if s.auditVerify == nil {
+		writeCode(w, r, service.CodeAuditUnavailable, "this station has no audit reader configured")
+		return
+	}
+	c, err := s.auditVerify(r.Context())
+	if err != nil {
+		writeProblem(w, r, problemFromError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
 }
 
 func (s *server) auditList(w http.ResponseWriter, r *http.Request, _ *Route) {

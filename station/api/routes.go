@@ -86,6 +86,7 @@ var routeTable = []Route{
 	{Method: "GET", Pattern: "/v1/events", Access: AccessTicket, h: (*server).events},
 
 	{Method: "GET", Pattern: "/v1/audit", Access: AccessRoles, Roles: admin, h: (*server).auditList},
+	{Method: "GET", Pattern: "/v1/audit/verify", Access: AccessRoles, Roles: admin, h: (*server).auditVerifyChain},
 	{Method: "GET", Pattern: "/metrics", Access: AccessRoles, Roles: technician, h: (*server).metricsHandler},
 }
 
@@ -173,7 +174,7 @@ func (s *server) guard(rt *Route) http.Handler {
 			}
 		case AccessPublic:
 			if origin != "" {
-				if !s.tokens.anyOrigins[origin] {
+				if !s.tokens.anyOrigins[origin] && !s.ownOrigin(origin) {
 					s.refusals.record(r, CodeOriginNotAllowed, "no token allows this origin")
 					writeCode(w, r, CodeOriginNotAllowed, "")
 					return
@@ -199,7 +200,7 @@ func (s *server) guard(rt *Route) http.Handler {
 				return
 			}
 			if origin != "" {
-				if !rec.allowsOrigin(origin) {
+				if !rec.allowsOrigin(origin) && !s.ownOrigin(origin) {
 					s.refusals.record(r, CodeOriginNotAllowed, "the token sent does not allow this origin (add it with stationd token add --origin)")
 					writeCode(w, r, CodeOriginNotAllowed, "")
 					return
@@ -261,7 +262,7 @@ func (s *server) preflight(pattern string, methods []string) http.HandlerFunc {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		if (!anyOrigin && !s.tokens.anyOrigins[origin]) || !slices.Contains(methods, want) {
+		if (!anyOrigin && !s.tokens.anyOrigins[origin] && !s.ownOrigin(origin)) || !slices.Contains(methods, want) {
 			reason := "preflight: no token allows this origin"
 			if !slices.Contains(methods, want) {
 				reason = "preflight: the method asked for is not served on this route"

@@ -327,8 +327,10 @@ func (d *Daemon) onCard(ctx context.Context, w *worker, o *opState, cached *card
 		}
 	}
 
-	progress := func(index, total int, step string) { d.progress(o, index, total, step) }
-	ctx = cardapp.WithProgress(ctx, progress)
+	// Card steps carry cardapp's stable ids (e.g. "update:EF06:2"), which
+	// integrators may key on; the technician runs name theirs by index.
+	progress := func(index, total int, step string) { d.progress(o, index, total, "", step) }
+	ctx = cardapp.WithStepProgress(ctx, func(index, total int, st cardapp.Step) { d.progress(o, index, total, st.ID, st.Name) })
 	ctx = context.WithValue(ctx, extrasKey{}, &opExtras{progress: progress, wire: wire})
 	var out workOut
 	run := func(card *pcsc.Card) error {
@@ -578,7 +580,7 @@ func (d *Daemon) countPCSCError() {
 }
 
 // progress records a step as it starts and sends the progress event.
-func (d *Daemon) progress(o *opState, index, total int, step string) {
+func (d *Daemon) progress(o *opState, index, total int, id, step string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i := range o.op.Steps {
@@ -586,14 +588,16 @@ func (d *Daemon) progress(o *opState, index, total int, step string) {
 			o.op.Steps[i].State = "done"
 		}
 	}
-	id := fmt.Sprintf("%d:%s", index, step)
+	if id == "" {
+		id = fmt.Sprintf("%d:%s", index, step)
+	}
 	o.op.Steps = append(o.op.Steps, service.Step{ID: id, Name: step, State: "started"})
 	if total > 0 {
 		o.op.Progress = float64(index-1) / float64(total)
 	}
 	o.op.Updated = time.Now().UTC()
 	d.hub.publish(service.EventOperationProgress, map[string]any{"operation_id": o.op.ID, "reader_id": o.op.ReaderID,
-		"step": step, "index": index, "total": total, "progress": o.op.Progress})
+		"step": step, "step_id": id, "index": index, "total": total, "progress": o.op.Progress})
 }
 
 // safeText is an error's text for the log with any ID number masked.
