@@ -49,8 +49,8 @@ func TestPINOutcomesAndNoLeaks(t *testing.T) {
 		t.Fatalf("right PIN: %v", err)
 	}
 	var wp *cardapp.WrongPIN
-	if err := verify(wrong); !errors.As(err, &wp) || wp.Retries != 2 {
-		t.Fatalf("first wrong PIN: %v", err)
+	if err := verify(wrong); !errors.As(err, &wp) || wp.Retries != 2 || cardapp.LegacyCode(err) != -51 {
+		t.Fatalf("first wrong PIN: %v (code %d, want -51)", err, cardapp.LegacyCode(err))
 	}
 	if st := tries(); st.TriesLeft != 2 {
 		t.Fatalf("tries after one wrong: %+v", st)
@@ -61,8 +61,8 @@ func TestPINOutcomesAndNoLeaks(t *testing.T) {
 	if err := verify(wrong); !errors.Is(err, cardapp.ErrPINBlocked) {
 		t.Fatalf("third wrong PIN: %v", err)
 	}
-	if err := verify(right); !errors.Is(err, cardapp.ErrPINBlocked) {
-		t.Fatalf("right PIN on a blocked card: %v", err)
+	if err := verify(right); !errors.Is(err, cardapp.ErrPINBlocked) || cardapp.LegacyCode(err) != -52 {
+		t.Fatalf("right PIN on a blocked card: %v (code %d, want -52)", err, cardapp.LegacyCode(err))
 	}
 	if st := tries(); !st.Blocked {
 		t.Fatalf("tries when blocked: %+v", st)

@@ -83,15 +83,18 @@ func cmdPIN(ctx context.Context, env *cli, args []string) error {
 	// best effort, as cardapp/pin.go documents; cardapp clears the
 	// encoded PIN bytes it builds).
 	if err != nil {
+		// The standard interface's code (−51 wrong PIN, −52 locked, minus
+		// the status word otherwise), as counter software knows them.
+		code := cardapp.LegacyCode(err)
 		var wp *cardapp.WrongPIN
 		if *f.asJSON {
-			out := map[string]any{"ok": false, "error": err.Error()}
+			out := map[string]any{"ok": false, "error": err.Error(), "code": code}
 			if errors.As(err, &wp) {
 				out["tries_left"] = wp.Retries
 			}
 			_ = writeJSON(env.stdout, out)
 		}
-		return err
+		return fmt.Errorf("%w (code %d)", err, code)
 	}
 	if *f.asJSON {
 		if status != nil {
