@@ -43,7 +43,7 @@ bench: pcscd
 # testdata/fuzz/<Target>/ (plain `go test` replays it too). A failure writes
 # the input to that directory: report it with the bug, do not commit it.
 FUZZ_TARGETS := \
-	./pcsc/atr:FuzzParse \
+	./pcsc/atr:FuzzParse ./pcsc:FuzzParseFeatures \
 	./pcsc/apdu:FuzzParseCommand ./pcsc/apdu:FuzzCommandBytes \
 	./pcsc/apdu:FuzzParseResponse ./pcsc/apdu:FuzzParseHex \
 	./cardapp/records:FuzzTLV ./cardapp/records:FuzzDecodeNumeric \
@@ -93,4 +93,4 @@ demo: pcscd build
 	@bash scripts/demo.sh
 
 clean:
-	rm -rf $(BIN) .demo
+	rm -rf $(BIN) .demo test-artifacts
