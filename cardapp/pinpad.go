@@ -205,36 +205,27 @@ func placeOf(t profiles.Template, name string, block []byte) (int, error) {
 // (ErrPINPadTimeout, ErrPINPadCancelled, ...). The card is reset when the
 // operation ends, as after any PIN.
 func (a *App) VerifyPINOnPad(ctx context.Context, pad PINPad, o PINPadOptions) error {
-	const op = "verify PIN on the PIN pad"
-	if !pad.PINPad(ctx).Verify {
-		return opError(op, ErrNoPINPad)
-	}
-	s, err := VerifyPINPadStructure(a.p, o)
-	if err != nil {
-		return opError(op, err)
-	}
-	if err := a.selectApp(ctx); err != nil {
-		return opError(op, err)
-	}
-	if a.blocked {
-		return opError(op, ErrApplicationBlocked)
-	}
-	sw, err := pad.VerifyPINDirect(ctx, s)
-	a.resetAtEnd()
-	if err != nil {
-		return opError(op, err)
-	}
-	return opError(op, padOutcome(sw))
+	return onPad(ctx, a, "verify PIN on the PIN pad", pad.PINPad(ctx).Verify,
+		func() (pcsc.VerifyPINStructure, error) { return VerifyPINPadStructure(a.p, o) }, pad.VerifyPINDirect)
 }
 
 // ChangePINOnPad has the holder type the current PIN and the new one
 // twice on the reader's keypad, and the reader send the profile's CHANGE PIN.
 func (a *App) ChangePINOnPad(ctx context.Context, pad PINPad, o PINPadOptions) error {
-	const op = "change PIN on the PIN pad"
-	if !pad.PINPad(ctx).Modify {
+	return onPad(ctx, a, "change PIN on the PIN pad", pad.PINPad(ctx).Modify,
+		func() (pcsc.ModifyPINStructure, error) { return ChangePINPadStructure(a.p, o) }, pad.ModifyPINDirect)
+}
+
+// onPad is the one shape of a PIN-pad operation: the reader must offer the
+// feature, the structure is built from the profile before any APDU, the
+// application is selected (and must not be blocked), then the reader
+// carries the PIN; the card is reset at the end whatever the outcome.
+func onPad[S any](ctx context.Context, a *App, op string, offered bool, build func() (S, error),
+	send func(context.Context, S) (apdu.StatusWord, error)) error {
+	if !offered {
 		return opError(op, ErrNoPINPad)
 	}
-	s, err := ChangePINPadStructure(a.p, o)
+	s, err := build()
 	if err != nil {
 		return opError(op, err)
 	}
@@ -244,7 +235,7 @@ func (a *App) ChangePINOnPad(ctx context.Context, pad PINPad, o PINPadOptions) e
 	if a.blocked {
 		return opError(op, ErrApplicationBlocked)
 	}
-	sw, err := pad.ModifyPINDirect(ctx, s)
+	sw, err := send(ctx, s)
 	a.resetAtEnd()
 	if err != nil {
 		return opError(op, err)
