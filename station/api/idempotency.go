@@ -78,11 +78,18 @@ func openIdemStore(db *bolt.DB, now func() time.Time) (*idemStore, error) {
 	return s, nil
 }
 
-func (s *idemStore) sweep(b *bolt.Bucket) error {
+func (s *idemStore) sweep(b *bolt.Bucket) error { return sweepExpired(b, s.now()) }
+
+// sweepExpired deletes the records of b (JSON with a "created" time) that
+// are older than IdempotencyTTL, or that no longer decode: the idempotency
+// keys and the operation owners share this window.
+func sweepExpired(b *bolt.Bucket, now time.Time) error {
 	var old [][]byte
 	err := b.ForEach(func(k, v []byte) error {
-		var r idemRecord
-		if json.Unmarshal(v, &r) != nil || s.now().Sub(r.Created) > IdempotencyTTL {
+		var r struct {
+			Created time.Time `json:"created"`
+		}
+		if json.Unmarshal(v, &r) != nil || now.Sub(r.Created) > IdempotencyTTL {
 			old = append(old, append([]byte(nil), k...))
 		}
 		return nil

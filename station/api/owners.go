@@ -47,22 +47,7 @@ func openOwnerStore(db *bolt.DB, now func() time.Time) (*ownerStore, error) {
 
 // sweep forgets owners older than the idempotency window (a client that
 // has not looked at its operation in 24 h is not polling it any more).
-func (s *ownerStore) sweep(b *bolt.Bucket) error {
-	var old [][]byte
-	err := b.ForEach(func(k, v []byte) error {
-		var r ownerRecord
-		if json.Unmarshal(v, &r) != nil || s.now().Sub(r.Created) > IdempotencyTTL {
-			old = append(old, append([]byte(nil), k...))
-		}
-		return nil
-	})
-	for _, k := range old {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-	}
-	return err
-}
+func (s *ownerStore) sweep(b *bolt.Bucket) error { return sweepExpired(b, s.now()) }
 
 // put records who started opID. It is in memory at once; the file gets
 // it in a background commit unless wait is set (the answer is a 202 the
