@@ -3,135 +3,25 @@ package cardapp_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"testing"
 
 	"ssstation/cardapp"
+	"ssstation/cardapp/secure"
 	profiles "ssstation/firmware-profiles"
 	"ssstation/internal/cardsim/ssse"
-	"ssstation/pcsc"
-	"ssstation/pcsc/apdu"
+	"ssstation/pcsc/pcsctest"
 )
 
-// emulatedPad is a PC/SC part 10 PIN pad reader in front of the real card
-// (through pcscd): no virtual PIN pad exists, so this fake sits at the pcsc
-// interface. It reads the structure from its BYTES, at the offsets part 10
-// gives (not from the Go struct), takes the digits "typed" on its keypad,
-// formats them as bmFormatString / bmPINBlockString say, writes them over
-// the PIN block at the offsets given, and sends the APDU to the card. A
-// structure built wrong sends a wrong APDU, and the card says so.
-type emulatedPad struct {
-	card  *pcsc.Card
-	typed []string // the holder's key presses: one entry per PIN asked
-	sent  [][]byte // the APDUs sent to the card
-}
-
-func (p *emulatedPad) PINPad(context.Context) pcsc.PINPadCaps {
-	return pcsc.PINPadCaps{Verify: true, Modify: true}
-}
-
-func (p *emulatedPad) next() string {
-	s := p.typed[0]
-	p.typed = p.typed[1:]
-	return s
-}
-
-func bcd(digits string, pad byte) []byte {
-	b := make([]byte, (len(digits)+1)/2)
-	for i := range b {
-		b[i] = pad<<4 | pad
-	}
-	for i := 0; i < len(digits); i++ {
-		d := digits[i] - '0'
-		if i%2 == 0 {
-			b[i/2] = d<<4 | b[i/2]&0x0F
-		} else {
-			b[i/2] = b[i/2]&0xF0 | d
-		}
+// hostPIN is the PIN as the host path encodes it for VERIFY (secure.EncodePIN):
+// a pad must put exactly these bytes on the wire.
+func hostPIN(t *testing.T, pin string) []byte {
+	t.Helper()
+	b, err := secure.EncodePIN(pin)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return b
-}
-
-// insert formats one typed PIN into the APDU the way a part 10 reader does.
-func (p *emulatedPad) insert(apduBytes []byte, format, block byte, min, max int, offset int, pin string) ([]byte, apdu.StatusWord) {
-	if len(pin) < min || len(pin) > max {
-		return nil, pcsc.SWPINPadLength
-	}
-	if format&0x80 == 0 || format&0x03 != 0x01 || format&0x04 != 0 {
-		return nil, pcsc.SWPINPadRejected // this emulator takes byte units, BCD, left-justified
-	}
-	pos := 5 + offset + int(format>>3&0x0F)
-	size := int(block & 0x0F)
-	out := append([]byte(nil), apduBytes...)
-	if size == 0 { // variable: the reader appends the digits and sets Lc
-		if len(out) != 4 {
-			return nil, pcsc.SWPINPadRejected
-		}
-		d := bcd(pin, 0x0F)
-		return append(append(out, byte(len(d))), d...), 0
-	}
-	if pos+size > len(out) || (len(pin)+1)/2 > size {
-		return nil, pcsc.SWPINPadRejected
-	}
-	d := bcd(pin, out[pos+size-1]&0x0F)
-	copy(out[pos:], d)
-	return out, 0
-}
-
-func (p *emulatedPad) send(ctx context.Context, raw []byte) (apdu.StatusWord, error) {
-	p.sent = append(p.sent, raw)
-	cmd, err := apdu.ParseCommand(raw)
-	if err != nil {
-		return pcsc.SWPINPadRejected, nil
-	}
-	cmd.Sensitive, cmd.Name = true, "PIN PAD"
-	resp, err := p.card.Transmit(ctx, cmd)
-	return resp.SW, err
-}
-
-func (p *emulatedPad) VerifyPINDirect(ctx context.Context, s pcsc.VerifyPINStructure) (apdu.StatusWord, error) {
-	b, err := s.Bytes()
-	if err != nil {
-		return 0, err
-	}
-	if int(binary.LittleEndian.Uint32(b[15:19])) != len(b)-19 {
-		return pcsc.SWPINPadRejected, nil
-	}
-	ext := binary.LittleEndian.Uint16(b[5:7])
-	raw, sw := p.insert(b[19:], b[2], b[3], int(ext>>8), int(ext&0xFF), 0, p.next())
-	if sw != 0 {
-		return sw, nil
-	}
-	return p.send(ctx, raw)
-}
-
-func (p *emulatedPad) ModifyPINDirect(ctx context.Context, s pcsc.ModifyPINStructure) (apdu.StatusWord, error) {
-	b, err := s.Bytes()
-	if err != nil {
-		return 0, err
-	}
-	if int(binary.LittleEndian.Uint32(b[20:24])) != len(b)-24 {
-		return pcsc.SWPINPadRejected, nil
-	}
-	ext := binary.LittleEndian.Uint16(b[7:9])
-	min, max := int(ext>>8), int(ext&0xFF)
-	confirm := b[9]
-	raw := b[24:]
-	var sw apdu.StatusWord
-	if confirm&0x02 != 0 {
-		if raw, sw = p.insert(raw, b[2], b[3], min, max, int(b[5]), p.next()); sw != 0 {
-			return sw, nil
-		}
-	}
-	newPIN := p.next()
-	if confirm&0x01 != 0 && p.next() != newPIN {
-		return pcsc.SWPINPadMismatch, nil
-	}
-	if raw, sw = p.insert(raw, b[2], b[3], min, max, int(b[6]), newPIN); sw != 0 {
-		return sw, nil
-	}
-	return p.send(ctx, raw)
 }
 
 func builtinProfile(t *testing.T, name string) *profiles.Profile {
@@ -234,21 +124,22 @@ func TestPINPadVerifyAndChangeOnVirtualCard(t *testing.T) {
 			img, _ := ssse.Builtin(image)
 			right := img.PIN.Value
 			b := newBed(t, image)
-			pad := &emulatedPad{card: b.card}
+			kp := &pcsctest.Keypad{}
+			pad := kp.Pad(b.card)
 			opts := cardapp.PINPadOptions{}
 			if image == "sample-v3" {
 				opts.Digits = len(right)
 			}
 			run := func(f func(ctx context.Context, app *cardapp.App) error) error { return b.op(f) }
 			verify := func(pin string) error {
-				pad.typed = []string{pin}
+				kp.Type(pin)
 				return run(func(ctx context.Context, app *cardapp.App) error { return app.VerifyPINOnPad(ctx, pad, opts) })
 			}
 			if err := verify(right); err != nil {
 				t.Fatalf("right PIN on the pad: %v", err)
 			}
-			host := bcd(right, 0x0F)
-			if last := pad.sent[len(pad.sent)-1]; !bytes.Equal(last, append([]byte{0x00, 0x20, 0x00, 0x00, byte(len(host))}, host...)) {
+			host := hostPIN(t, right)
+			if last := kp.Sent()[len(kp.Sent())-1]; !bytes.Equal(last, append([]byte{0x00, 0x20, 0x00, 0x00, byte(len(host))}, host...)) {
 				t.Fatalf("the pad sent % X, the host path sends the same PIN as 00 20 00 00 %02X % X", last, len(host), host)
 			}
 			wrong := "975310"
@@ -266,11 +157,11 @@ func TestPINPadVerifyAndChangeOnVirtualCard(t *testing.T) {
 			if len(right) != 6 {
 				t.Fatalf("sample PIN of %d digits", len(right))
 			}
-			pad.typed = []string{right, newPIN, "802469"}
+			kp.Type(right, newPIN, "802469")
 			if err := run(func(ctx context.Context, app *cardapp.App) error { return app.ChangePINOnPad(ctx, pad, opts) }); !errors.Is(err, cardapp.ErrPINPadMismatch) {
 				t.Fatalf("mismatched confirmation: %v", err)
 			}
-			pad.typed = []string{right, newPIN, newPIN}
+			kp.Type(right, newPIN, newPIN)
 			if err := run(func(ctx context.Context, app *cardapp.App) error { return app.ChangePINOnPad(ctx, pad, opts) }); err != nil {
 				t.Fatalf("change on the pad: %v", err)
 			}
@@ -305,22 +196,24 @@ func TestPINPadVariableLengthVerify(t *testing.T) {
 	img, _ := ssse.Builtin("sample-v3")
 	right := img.PIN.Value
 	b := newBed(t, "sample-v3")
-	pad := &emulatedPad{card: b.card, typed: []string{right}}
+	kp := &pcsctest.Keypad{}
+	kp.Type(right)
+	pad := kp.Pad(b.card)
 	err := b.op(func(ctx context.Context, app *cardapp.App) error {
 		return app.VerifyPINOnPad(ctx, pad, cardapp.PINPadOptions{})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	host := bcd(right, 0x0F)
-	if !bytes.Equal(pad.sent[0], append([]byte{0x00, 0x20, 0x00, 0x00, byte(len(host))}, host...)) {
-		t.Fatalf("sent % X", pad.sent[0])
+	host := hostPIN(t, right)
+	if !bytes.Equal(kp.Sent()[0], append([]byte{0x00, 0x20, 0x00, 0x00, byte(len(host))}, host...)) {
+		t.Fatalf("sent % X", kp.Sent()[0])
 	}
-	pad.typed = []string{"123"} // shorter than the profile's 4
+	kp.Type("123") // shorter than the profile's 4
 	err = b.op(func(ctx context.Context, app *cardapp.App) error {
 		return app.VerifyPINOnPad(ctx, pad, cardapp.PINPadOptions{})
 	})
-	if !errors.Is(err, cardapp.ErrPINPadLength) || len(pad.sent) != 1 {
-		t.Fatalf("3 digits: %v (%d sent)", err, len(pad.sent))
+	if !errors.Is(err, cardapp.ErrPINPadLength) || len(kp.Sent()) != 1 {
+		t.Fatalf("3 digits: %v (%d sent)", err, len(kp.Sent()))
 	}
 }

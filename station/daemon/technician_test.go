@@ -2,10 +2,8 @@ package daemon
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,153 +11,17 @@ import (
 
 	"ssstation/cardapp"
 	"ssstation/pcsc"
-	"ssstation/pcsc/apdu"
+	"ssstation/pcsc/pcsctest"
 	"ssstation/station/config"
 	"ssstation/station/conform"
 	"ssstation/station/diag"
 	"ssstation/station/service"
 )
 
-// emulatedPad is a PC/SC part 10 PIN pad in front of the real (virtual)
-// card through pcscd: no virtual PIN pad exists. It is the emulator of
-// cardapp/pinpad_test.go (a test file, so not importable here), cut to
-// what the daemon's routing needs: it reads the structure from its BYTES
-// at part 10's offsets, formats the digits "typed" on its keypad into the
-// APDU and sends it to the card. A structure built wrong sends a wrong
-// APDU, and the card says so.
-type emulatedPad struct {
-	card *pcsc.Card
-	mu   *sync.Mutex
-	keys *[]string // the holder's key presses: one entry per PIN asked
-	sent *int
-}
-
-func (p *emulatedPad) PINPad(context.Context) pcsc.PINPadCaps {
-	return pcsc.PINPadCaps{Verify: true, Modify: true}
-}
-
-func (p *emulatedPad) next() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(*p.keys) == 0 {
-		return ""
-	}
-	s := (*p.keys)[0]
-	*p.keys = (*p.keys)[1:]
-	return s
-}
-
-func bcd(digits string, pad byte) []byte {
-	b := make([]byte, (len(digits)+1)/2)
-	for i := range b {
-		b[i] = pad<<4 | pad
-	}
-	for i := 0; i < len(digits); i++ {
-		d := digits[i] - '0'
-		if i%2 == 0 {
-			b[i/2] = d<<4 | b[i/2]&0x0F
-		} else {
-			b[i/2] = b[i/2]&0xF0 | d
-		}
-	}
-	return b
-}
-
-func (p *emulatedPad) insert(apduBytes []byte, format, block byte, min, max, offset int, pin string) ([]byte, apdu.StatusWord) {
-	if len(pin) < min || len(pin) > max {
-		return nil, pcsc.SWPINPadLength
-	}
-	if format&0x80 == 0 || format&0x03 != 0x01 || format&0x04 != 0 {
-		return nil, pcsc.SWPINPadRejected
-	}
-	pos := 5 + offset + int(format>>3&0x0F)
-	size := int(block & 0x0F)
-	out := append([]byte(nil), apduBytes...)
-	if size == 0 {
-		if len(out) != 4 {
-			return nil, pcsc.SWPINPadRejected
-		}
-		d := bcd(pin, 0x0F)
-		return append(append(out, byte(len(d))), d...), 0
-	}
-	if pos+size > len(out) || (len(pin)+1)/2 > size {
-		return nil, pcsc.SWPINPadRejected
-	}
-	copy(out[pos:], bcd(pin, out[pos+size-1]&0x0F))
-	return out, 0
-}
-
-func (p *emulatedPad) send(ctx context.Context, raw []byte) (apdu.StatusWord, error) {
-	p.mu.Lock()
-	*p.sent++
-	p.mu.Unlock()
-	cmd, err := apdu.ParseCommand(raw)
-	if err != nil {
-		return pcsc.SWPINPadRejected, nil
-	}
-	cmd.Sensitive, cmd.Name = true, "PIN PAD"
-	resp, err := p.card.Transmit(ctx, cmd)
-	return resp.SW, err
-}
-
-func (p *emulatedPad) VerifyPINDirect(ctx context.Context, s pcsc.VerifyPINStructure) (apdu.StatusWord, error) {
-	b, err := s.Bytes()
-	if err != nil {
-		return 0, err
-	}
-	ext := binary.LittleEndian.Uint16(b[5:7])
-	raw, sw := p.insert(b[19:], b[2], b[3], int(ext>>8), int(ext&0xFF), 0, p.next())
-	if sw != 0 {
-		return sw, nil
-	}
-	return p.send(ctx, raw)
-}
-
-func (p *emulatedPad) ModifyPINDirect(ctx context.Context, s pcsc.ModifyPINStructure) (apdu.StatusWord, error) {
-	b, err := s.Bytes()
-	if err != nil {
-		return 0, err
-	}
-	ext := binary.LittleEndian.Uint16(b[7:9])
-	min, max := int(ext>>8), int(ext&0xFF)
-	confirm, raw := b[9], b[24:]
-	var sw apdu.StatusWord
-	if confirm&0x02 != 0 {
-		if raw, sw = p.insert(raw, b[2], b[3], min, max, int(b[5]), p.next()); sw != 0 {
-			return sw, nil
-		}
-	}
-	newPIN := p.next()
-	if confirm&0x01 != 0 && p.next() != newPIN {
-		return pcsc.SWPINPadMismatch, nil
-	}
-	if raw, sw = p.insert(raw, b[2], b[3], min, max, int(b[6]), newPIN); sw != 0 {
-		return sw, nil
-	}
-	return p.send(ctx, raw)
-}
-
-// keypad is the holder's side of the emulated pads a daemon connects.
-type keypad struct {
-	mu    sync.Mutex
-	typed []string
-	sent  int
-}
-
-func (k *keypad) type_(pins ...string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.typed = append([]string(nil), pins...)
-}
-
-func (k *keypad) sentCount() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.sent
-}
-
-func (k *keypad) padFor(card *pcsc.Card) cardapp.PINPad {
-	return &emulatedPad{card: card, mu: &k.mu, keys: &k.typed, sent: &k.sent}
+// padFor puts a pcsctest.EmulatedPad on kp in front of the card: no
+// virtual PIN pad exists (the same emulator as cardapp's PIN-pad tests).
+func padFor(kp *pcsctest.Keypad) func(card *pcsc.Card) cardapp.PINPad {
+	return func(card *pcsc.Card) cardapp.PINPad { return kp.Pad(card) }
 }
 
 // A vpcd reader has no PIN pad: it is reported so from the start, and a
@@ -193,10 +55,10 @@ func TestPINPadRefusedOnVpcdReader(t *testing.T) {
 // as on the host path; two new entries that differ spend nothing; change
 // works on a fixed-length profile and is refused on a variable one.
 func TestPINPadVerifyAndChangeThroughDaemon(t *testing.T) {
-	kp := &keypad{}
+	kp := &pcsctest.Keypad{}
 	b := newDaemonWith(t, 4, func(_ *Options, d *Daemon) {
 		if d != nil {
-			d.padFor = kp.padFor
+			d.padFor = padFor(kp)
 		}
 	})
 	vc, sim := startSim(t, "sample-v1")
@@ -205,7 +67,7 @@ func TestPINPadVerifyAndChangeThroughDaemon(t *testing.T) {
 	bank := service.Caller{TokenName: "bank", Role: service.RoleBank}
 	pad := func(k service.Kind, typed ...string) *service.Operation {
 		t.Helper()
-		kp.type_(typed...)
+		kp.Type(typed...)
 		return b.run(service.Request{Kind: k, ReaderID: id, Caller: bank, PINEntry: service.PINEntryPinpad})
 	}
 	if op := pad(service.KindPINVerify, right); op.State != service.StateDone {
@@ -218,10 +80,10 @@ func TestPINPadVerifyAndChangeThroughDaemon(t *testing.T) {
 	if op.Problem == nil || op.Problem.Code != service.CodePINIncorrect || op.Problem.TriesLeft == nil || *op.Problem.TriesLeft != sim.Tries() {
 		t.Fatalf("wrong PIN on the pad: %+v (card tries %d)", op.Problem, sim.Tries())
 	}
-	sent := kp.sentCount()
+	sent := len(kp.Sent())
 	op = pad(service.KindPINChange, right, "802468", "802469")
-	if op.Problem == nil || op.Problem.Code != service.CodePINPadEntry || !op.Problem.Retryable || kp.sentCount() != sent {
-		t.Fatalf("differing new PINs: %+v (APDUs sent by the pad: %d)", op.Problem, kp.sentCount()-sent)
+	if op.Problem == nil || op.Problem.Code != service.CodePINPadEntry || !op.Problem.Retryable || len(kp.Sent()) != sent {
+		t.Fatalf("differing new PINs: %+v (APDUs sent by the pad: %d)", op.Problem, len(kp.Sent())-sent)
 	}
 	if op := pad(service.KindPINChange, right, "802468", "802468"); op.State != service.StateDone || sim.PIN() != "802468" {
 		t.Fatalf("change on the pad: %+v", op.Problem)
@@ -238,11 +100,11 @@ func TestPINPadVerifyAndChangeThroughDaemon(t *testing.T) {
 	// sample-v3's PINs are 4 to 16 digits: verify takes them, change cannot
 	vc3, sim3 := startSim(t, "sample-v3")
 	id3 := b.readerFor(vc3.Reader, true)
-	kp.type_(sim3.PIN())
+	kp.Type(sim3.PIN())
 	if op := b.run(service.Request{Kind: service.KindPINVerify, ReaderID: id3, Caller: bank, PINEntry: service.PINEntryPinpad}); op.State != service.StateDone {
 		t.Fatalf("variable-length verify on the pad: %+v", op.Problem)
 	}
-	kp.type_(sim3.PIN(), "802468", "802468")
+	kp.Type(sim3.PIN(), "802468", "802468")
 	op = b.run(service.Request{Kind: service.KindPINChange, ReaderID: id3, Caller: bank, PINEntry: service.PINEntryPinpad})
 	if op.Problem == nil || op.Problem.Code != service.CodePINPadMissing {
 		t.Fatalf("variable-length change on the pad: %+v", op.Problem)
